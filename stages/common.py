@@ -1,0 +1,54 @@
+"""What every stage entry point shares: reading its params section, logging, and clean error exits."""
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+from stair.config import ParamsError, from_mapping
+from stair.hub import HubUnavailable
+from stair.store import ArtifactError
+
+T = TypeVar("T")
+PARAMS_FILE = Path("params.yaml")
+
+log = logging.getLogger("stair")
+
+
+def read_params() -> dict:
+    try:
+        return yaml.safe_load(PARAMS_FILE.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{PARAMS_FILE} not found; run stages from the repository root") from None
+
+
+def load_section(section: str, cls: type[T]) -> tuple[T, dict]:
+    """The `section` of params.yaml as dataclass `cls`, and the raw mapping (for manifests)."""
+    raw = read_params().get(section) or {}
+    return from_mapping(cls, raw, f"{PARAMS_FILE}: {section}"), raw
+
+
+def loop_items() -> list[dict]:
+    """The SI-MCTS/DPO iterations listed once in params.yaml (`loop`)."""
+    items = read_params().get("loop") or []
+    if not items:
+        raise ParamsError(f"{PARAMS_FILE}: loop must list at least one iteration")
+    return items
+
+
+def stage_main(func):
+    """Run a stage with logging set up; known bad-input errors exit 1 with one clear message."""
+
+    @functools.wraps(func)
+    def wrapper() -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        try:
+            func()
+        except (ArtifactError, ParamsError, HubUnavailable) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper

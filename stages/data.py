@@ -1,0 +1,36 @@
+"""data stage: materialize the prompts (every split) and the structured-CoT SFT set.
+
+    dvc repro data        # or: python -m stages.data
+
+Writes data/prompts (SeedPrompt rows) and data/sft (SFTExample rows), each with a manifest.
+"""
+
+from collections import Counter
+from pathlib import Path
+
+from schemas import SeedPrompt, SFTExample
+from stages.common import load_section, log, loop_items, stage_main
+from stair.data import DataParams, build_dataset
+from stair.store import write_artifact, write_json
+
+PROMPTS, SFT, METRICS = Path("data/prompts"), Path("data/sft"), Path("metrics/data.json")
+
+
+@stage_main
+def main() -> None:
+    params, raw = load_section("data", DataParams)
+    iterations = len(loop_items())
+    prompts, sft, facts = build_dataset(params, iterations)
+    stage_params = {**raw, "iterations": iterations}
+    inputs = [Path(p) for p in (params.sft, params.prompts, params.heldout) if p and Path(p).exists()]
+    write_artifact(PROMPTS, prompts, SeedPrompt, stage="data", params=stage_params, inputs=inputs,
+                   extra=facts.get("prompts", {}))
+    write_artifact(SFT, sft, SFTExample, stage="data", params=stage_params, inputs=inputs,
+                   extra=facts.get("sft", {}))
+    by_split = Counter(p.split for p in prompts)
+    write_json(METRICS, {"prompts": len(prompts), "sft_examples": len(sft), "by_split": dict(sorted(by_split.items()))})
+    log.info("wrote %d prompts %s and %d SFT examples", len(prompts), dict(by_split), len(sft))
+
+
+if __name__ == "__main__":
+    main()

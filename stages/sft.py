@@ -1,0 +1,30 @@
+"""sft stage: structured-CoT format alignment (STAIR stage 1) with TRL's SFTTrainer.
+
+    dvc repro sft         # or: python -m stages.sft
+
+Reads data/sft and models/base; writes models/sft, metrics/sft.json and plots/sft_loss.json.
+"""
+
+from pathlib import Path
+
+from schemas import SFTExample
+from stages.common import load_section, log, stage_main
+from stair.store import read_artifact, write_json
+from stair.training.sft import SFTParams, train_sft
+
+OUT, METRICS, PLOT = Path("models/sft"), Path("metrics/sft.json"), Path("plots/sft_loss.json")
+
+
+@stage_main
+def main() -> None:
+    params, _ = load_section("sft", SFTParams)
+    examples = read_artifact(Path("data/sft"), SFTExample)
+    result = train_sft(Path("models/base"), examples, OUT, params)
+    history = result.pop("history")
+    write_json(METRICS, result)
+    write_json(PLOT, history)
+    log.info("SFT done: %s", result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The structured chain-of-thought format: titled reasoning steps, then one final output.
+
+    <|Reasoning_step|>Title: Problem Analysis
+    ...<|/Reasoning_step|><|Reasoning_step|>Title: ...<|/Reasoning_step|><|Output|>Final Answer:
+    ...<|/Output|>
+
+Steps are concatenated with no separator, so a response is exactly the join of its step chunks and
+a tree path (prefix + step) renders by string concatenation. Parsing never raises: malformed text
+is parsed deterministically and the problems are listed in `ParsedResponse.issues`.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+STEP_OPEN = "<|Reasoning_step|>"
+STEP_CLOSE = "<|/Reasoning_step|>"
+OUTPUT_OPEN = "<|Output|>"
+OUTPUT_CLOSE = "<|/Output|>"
+FORMAT_TOKENS = (STEP_OPEN, STEP_CLOSE, OUTPUT_OPEN, OUTPUT_CLOSE)
+ANSWER_HEADER = "Final Answer:"
+TITLE_HEADER = "Title:"
+
+_TAG = re.compile("|".join(re.escape(t) for t in FORMAT_TOKENS))
+
+
+def render_step(title: str, body: str) -> str:
+    """One reasoning step chunk, tags included."""
+    return f"{STEP_OPEN}{TITLE_HEADER} {title}\n{body}{STEP_CLOSE}"
+
+
+def render_output(answer: str) -> str:
+    """The final output chunk, tags included."""
+    return f"{OUTPUT_OPEN}{ANSWER_HEADER}\n{answer}{OUTPUT_CLOSE}"
+
+
+def render_response(steps: list[tuple[str, str]], answer: str) -> str:
+    """A whole structured response from (title, body) steps and the final answer."""
+    return "".join(render_step(t, b) for t, b in steps) + render_output(answer)
+
+
+@dataclass(frozen=True)
+class ParsedStep:
+    title: str | None
+    body: str
+    closed: bool
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """What was found in a response. `issues` is empty exactly when the text is well formed."""
+
+    steps: list[ParsedStep] = field(default_factory=list)
+    output: str | None = None
+    output_closed: bool = False
+    issues: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Has a closed final output (it may still have other issues)."""
+        return self.output is not None and self.output_closed
+
+    @property
+    def format_ok(self) -> bool:
+        return not self.issues
+
+    @property
+    def answer(self) -> str | None:
+        """The final answer text without the 'Final Answer:' header, if there is an output."""
+        if self.output is None:
+            return None
+        text = self.output.strip()
+        if text.startswith(ANSWER_HEADER):
+            text = text[len(ANSWER_HEADER) :]
+        return text.strip()
+
+
+def _split_title(body: str) -> tuple[str | None, str]:
+    text = body.strip()
+    if not text.startswith(TITLE_HEADER):
+        return None, text
+    first, _, rest = text.partition("\n")
+    return first[len(TITLE_HEADER) :].strip() or None, rest.strip()
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Parse model text into steps and output, flagging every deviation from the format.
+
+    Issue codes: no_steps, empty_step, missing_title, unclosed_step, stray_text, stray_tag,
+    missing_output, unclosed_output, step_after_output, text_after_output.
+    """
+    steps: list[ParsedStep] = []
+    issues: list[str] = []
+    output: str | None = None
+    output_closed = False
+    pos = 0
+    open_tag: str | None = None  # the tag whose block we are inside
+    block_start = 0
+
+    def note(code: str) -> None:
+        if code not in issues:
+            issues.append(code)
+
+    def close_step(body: str, closed: bool) -> None:
+        title, rest = _split_title(body)
+        if not body.strip():
+            note("empty_step")
+        elif title is None:
+            note("missing_title")
+        steps.append(ParsedStep(title=title, body=rest, closed=closed))
+
+    for match in _TAG.finditer(text):
+        tag = match.group()
+        between = text[pos : match.start()]
+        if open_tag is None:
+            if between.strip():
+                note("text_after_output" if output_closed else "stray_text")
+            if tag == STEP_OPEN:
+                if output is not None:
+                    note("step_after_output")
+                open_tag, block_start = tag, match.end()
+            elif tag == OUTPUT_OPEN:
+                if output is not None:
+                    note("text_after_output")
+                open_tag, block_start = tag, match.end()
+            else:
+                note("stray_tag")
+        elif open_tag == STEP_OPEN:
+            if tag == STEP_CLOSE:
+                close_step(text[block_start : match.start()], closed=True)
+                open_tag = None
+            else:  # a new block starts before this step closed
+                close_step(text[block_start : match.start()], closed=False)
+                note("unclosed_step")
+                open_tag = None
+                if tag in (STEP_OPEN, OUTPUT_OPEN):
+                    if tag == STEP_OPEN and output is not None:
+                        note("step_after_output")
+                    open_tag, block_start = tag, match.end()
+                else:
+                    note("stray_tag")
+        else:  # inside the output
+            if tag == OUTPUT_CLOSE:
+                if output is None:
+                    output, output_closed = text[block_start : match.start()], True
+                open_tag = None
+            else:
+                if output is None:
+                    output = text[block_start : match.start()]
+                note("unclosed_output")
+                open_tag = None
+                if tag in (STEP_OPEN, OUTPUT_OPEN):
+                    note("step_after_output" if tag == STEP_OPEN else "text_after_output")
+                    open_tag, block_start = tag, match.end()
+                else:
+                    note("stray_tag")
+        pos = match.end()
+
+    tail = text[pos:]
+    if open_tag == STEP_OPEN:
+        close_step(tail, closed=False)
+        note("unclosed_step")
+    elif open_tag == OUTPUT_OPEN:
+        if output is None:
+            output = tail
+        note("unclosed_output")
+    elif tail.strip():
+        note("text_after_output" if output_closed else "stray_text")
+
+    if not steps:
+        note("no_steps")
+    if output is None:
+        note("missing_output")
+    return ParsedResponse(steps=steps, output=output, output_closed=output_closed, issues=issues)
+
+
+def is_terminal_chunk(chunk: str) -> bool:
+    """A generated step chunk ends the response when it closes the final output."""
+    return OUTPUT_CLOSE in chunk
+
+
+def truncate_chunk(text: str) -> str:
+    """Cut generated text after the first closing tag, so one chunk is one step (or the output)."""
+    cut = [i + len(t) for t in (STEP_CLOSE, OUTPUT_CLOSE) if (i := text.find(t)) >= 0]
+    return text[: min(cut)] if cut else text

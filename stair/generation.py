@@ -1,0 +1,273 @@
+"""Generation backends behind one interface: prompts in, n samples per prompt out.
+
+`mode="step"` stops each sample at the end of a reasoning step or of the output (SI-MCTS expansion);
+`mode="response"` runs on to the end of the final output (rollouts, evaluation). Backends are chosen
+by name from `BACKENDS`; `vllm` and `openai` import their clients lazily.
+"""
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["step", "response"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; temperature 0 means greedy."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 128
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str = field(repr=False)
+    n_tokens: int
+    stopped: bool  # ended at a stop token/string (False: cut at max_new_tokens)
+
+
+class Backend(Protocol):
+    tokenizer: object
+
+    def generate(
+        self, prompts: Sequence[str], n: int, sampling: Sampling, mode: Mode
+    ) -> list[list[Completion]]: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+def stop_strings(mode: Mode) -> list[str]:
+    return [STEP_CLOSE, OUTPUT_CLOSE] if mode == "step" else [OUTPUT_CLOSE]
+
+
+class TransformersBackend:
+    """Batched `model.generate`: left-padded prompts, KV cache, `num_return_sequences=n`, stop token ids."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 256, seed: int = 0):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = batch_size  # sequences (prompts x n) per generate call
+        self.seed = seed
+        self.calls = 0
+        tokenizer.padding_side = "left"
+        end = tokenizer.eos_token_id
+        self._stop_ids = {
+            "step": sorted({tokenizer.convert_tokens_to_ids(STEP_CLOSE), tokenizer.convert_tokens_to_ids(OUTPUT_CLOSE), end}),
+            "response": sorted({tokenizer.convert_tokens_to_ids(OUTPUT_CLOSE), end}),
+        }
+        self._strip = [t for t in {tokenizer.pad_token, tokenizer.eos_token} if t]
+
+    @classmethod
+    def from_path(cls, path, device: str = "cpu", dtype: str = "float32", batch_size: int = 256,
+                  seed: int = 0, trust_remote_code: bool = False) -> "TransformersBackend":
+        from stair.modeling import load_model
+
+        model, tokenizer = load_model(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, batch_size=batch_size, seed=seed)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def _decode(self, ids: list[int]) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        for token in self._strip:
+            text = text.replace(token, "")
+        return text
+
+    def generate(self, prompts: Sequence[str], n: int, sampling: Sampling, mode: Mode) -> list[list[Completion]]:
+        import torch
+
+        if not prompts:
+            return []
+        self.calls += 1
+        stop_ids = self._stop_ids[mode]
+        pad_id = self.tokenizer.pad_token_id
+        # Sort by length so each chunk pads little; results go back to the caller's order.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        per_chunk = max(1, self.batch_size // n)
+        results: list[list[Completion]] = [[] for _ in prompts]
+        for start in range(0, len(order), per_chunk):
+            chunk = order[start : start + per_chunk]
+            batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
+                                   add_special_tokens=False).to(self.model.device)
+            kwargs = dict(do_sample=False) if sampling.greedy else dict(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                top_k=sampling.top_k or None,
+            )
+            # One seed per call, derived from the call count: same calls in the same order, same samples.
+            torch.manual_seed(self.seed * 1_000_003 + self.calls * 7919 + start)
+            with torch.no_grad():
+                out = self.model.generate(
+                    **batch, num_return_sequences=1 if sampling.greedy else n,
+                    max_new_tokens=sampling.max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,
+                    **kwargs,
+                )
+            new = out[:, batch["input_ids"].shape[1] :].tolist()
+            copies = 1 if sampling.greedy else n
+            for row, ids in enumerate(new):
+                kept = []
+                stopped = False
+                for tok in ids:
+                    if tok == pad_id and tok not in stop_ids:
+                        break
+                    kept.append(tok)
+                    if tok in stop_ids:
+                        stopped = True
+                        break
+                completion = Completion(self._decode(kept), len(kept), stopped)
+                results[chunk[row // copies]].extend([completion] * (n if sampling.greedy else 1))
+        return results
+
+
+class SequentialBackend:
+    """Wraps a backend to send one request per sample, as the official STAIR code does (for benchmarks)."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+    def generate(self, prompts: Sequence[str], n: int, sampling: Sampling, mode: Mode) -> list[list[Completion]]:
+        return [[self.inner.generate([p], 1, sampling, mode)[0][0] for _ in range(n)] for p in prompts]
+
+
+class VLLMBackend:
+    """Offline vLLM engine with prefix caching: one request per prompt with `SamplingParams(n=...)`."""
+
+    def __init__(self, path: str, seed: int = 0, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.85,
+                 trust_remote_code: bool = False, max_model_len: int | None = None):
+        from vllm import LLM  # optional GPU extra
+
+        self.llm = LLM(model=str(path), seed=seed, dtype=dtype, enable_prefix_caching=True,
+                       gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=trust_remote_code,
+                       max_model_len=max_model_len)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.seed = seed
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def generate(self, prompts: Sequence[str], n: int, sampling: Sampling, mode: Mode) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=1 if sampling.greedy else n,
+            temperature=max(sampling.temperature, 0.0),
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            max_tokens=sampling.max_new_tokens,
+            stop=stop_strings(mode),
+            include_stop_str_in_output=True,
+            skip_special_tokens=False,
+        )
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        results = []
+        for request in outputs:
+            samples = [Completion(o.text, len(o.token_ids), o.finish_reason == "stop") for o in request.outputs]
+            results.append(samples * n if sampling.greedy else samples)
+        return results
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible /v1/completions server (vLLM serve, SGLang, TGI), requests sent concurrently."""
+
+    def __init__(self, base_url: str, model: str, tokenizer_path: str, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 16, timeout_s: float = 120.0, trust_remote_code: bool = False):
+        import os
+
+        import httpx
+        from transformers import AutoTokenizer
+
+        key = os.environ.get(api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.model, self.concurrency = model, concurrency
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=trust_remote_code)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def _one(self, prompt: str, n: int, sampling: Sampling, mode: Mode) -> list[Completion]:
+        body = {
+            "model": self.model, "prompt": prompt, "n": 1 if sampling.greedy else n,
+            "max_tokens": sampling.max_new_tokens, "temperature": max(sampling.temperature, 0.0),
+            "top_p": sampling.top_p, "stop": stop_strings(mode),
+            # vLLM/SGLang extensions; servers that do not know them ignore them.
+            "top_k": sampling.top_k if sampling.top_k > 0 else -1,
+            "include_stop_str_in_output": True, "skip_special_tokens": False,
+        }
+        response = self.client.post("/completions", json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"completions server answered {response.status_code}: {response.text[:300]}")
+        choices = sorted(response.json()["choices"], key=lambda c: c.get("index", 0))
+        texts = [c["text"] for c in choices]
+        counts = self.count_tokens(texts)
+        samples = [Completion(t, k, c.get("finish_reason") == "stop") for t, k, c in zip(texts, counts, choices)]
+        return samples * n if sampling.greedy else samples
+
+    def generate(self, prompts: Sequence[str], n: int, sampling: Sampling, mode: Mode) -> list[list[Completion]]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda p: self._one(p, n, sampling, mode), prompts))
+
+
+@dataclass(frozen=True)
+class BackendParams:
+    """How to generate: `transformers` (CPU/GPU), `vllm` (GPU) or `openai` (a completions server)."""
+
+    name: str = "transformers"
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 256
+    base_url: str = "http://127.0.0.1:8000/v1"
+    served_model: str = ""
+    concurrency: int = 16
+    gpu_memory_utilization: float = 0.85
+    trust_remote_code: bool = False
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _transformers(path, params: BackendParams, seed: int) -> Backend:
+    return TransformersBackend.from_path(path, device=resolve_device(params.device), dtype=params.dtype,
+                                         batch_size=params.batch_size, seed=seed,
+                                         trust_remote_code=params.trust_remote_code)
+
+
+def _vllm(path, params: BackendParams, seed: int) -> Backend:
+    return VLLMBackend(str(path), seed=seed, dtype=params.dtype if params.dtype != "float32" else "bfloat16",
+                       gpu_memory_utilization=params.gpu_memory_utilization,
+                       trust_remote_code=params.trust_remote_code)
+
+
+def _openai(path, params: BackendParams, seed: int) -> Backend:
+    return OpenAIBackend(params.base_url, params.served_model or str(path), tokenizer_path=str(path),
+                         concurrency=params.concurrency, trust_remote_code=params.trust_remote_code)
+
+
+BACKENDS = {"transformers": _transformers, "vllm": _vllm, "openai": _openai}
+
+
+def make_backend(path, params: BackendParams, seed: int = 0) -> Backend:
+    """Build the backend named in `params.name` for the model at `path`."""
+    if params.name not in BACKENDS:
+        raise ValueError(f"backend.name={params.name!r} is not one of {sorted(BACKENDS)}")
+    return BACKENDS[params.name](path, params, seed)

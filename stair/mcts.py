@@ -1,0 +1,286 @@
+"""Safety-Informed MCTS (SI-MCTS), batched in lock-step across many trees.
+
+Semantics follow the official STAIR code: nodes are reasoning steps; selection descends by UCB
+(an unvisited child scores 100 * c, so it is always tried first; ties broken by the tree's own random
+stream); a leaf is expanded (m sampled next steps, duplicates dropped) only once it has been visited;
+an unvisited node is evaluated directly: a terminal node (its step closes the output) by judging the
+response, any other by one rollout to a final answer; the reward is added to the node and every
+ancestor (value = mean). After the iterations, every node never visited is evaluated once.
+
+Batching: each tick, every active tree selects its leaf; all expansions of the tick go to the backend
+in one call (n = m per node), then all rollouts in one call, then all final answers to the judge in
+one call, then backup. A finished tree is handed to `on_done` (for checkpointing) and replaced by the
+next waiting prompt, so at most `concurrent_trees` trees are in memory.
+"""
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from schemas import SeedPrompt, TreeNode
+from stair.format import STEP_CLOSE, is_terminal_chunk
+from stair.generation import Backend, Sampling
+from stair.judges import Judge, Scored
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MCTSParams:
+    """Search settings (the `mcts` section of params.yaml); defaults are the paper's where it gives one."""
+
+    iterations: int = 200
+    children: int = 4  # m: next steps sampled per expansion
+    c: float = 1.5
+    score: str = "ucb"  # ucb | pucb
+    max_depth: int = 7
+    temperature: float = 1.2
+    top_p: float = 0.9
+    top_k: int = 50
+    max_step_tokens: int = 128
+    max_response_tokens: int = 384
+    concurrent_trees: int = 64
+    visit_all: bool = True  # the final "visit every unvisited node once" pass
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"mcts.score={self.score!r} is not one of {sorted(SCORES)}")
+        for name in ("iterations", "children", "max_depth", "concurrent_trees", "max_step_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"mcts.{name}={getattr(self, name)} must be >= 1")
+
+
+@dataclass
+class Node:
+    node_id: int
+    parent: int | None
+    depth: int
+    step: str
+    n_tokens: int
+    terminal: bool = False
+    children: list[int] = field(default_factory=list)
+    visits: int = 0
+    evaluations: int = 0
+    value_sum: float = 0.0
+    reward: float | None = None
+    safety: float | None = None
+    helpfulness: float | None = None
+
+    @property
+    def value(self) -> float:
+        return self.value_sum / self.visits if self.visits else 0.0
+
+
+def ucb(node: Node, parent: Node, c: float) -> float:
+    if node.visits == 0:
+        return 100 * c
+    return node.value + c * math.sqrt(math.log(parent.visits) / node.visits)
+
+
+def pucb(node: Node, parent: Node, c: float, prior: float = 1.0) -> float:
+    if node.visits == 0:
+        return 100 * c * prior
+    return node.value + c * prior * math.sqrt(parent.visits) / (1 + node.visits)
+
+
+SCORES: dict[str, Callable[[Node, Node, float], float]] = {"ucb": ucb, "pucb": pucb}
+
+
+class Tree:
+    """One search tree over one prompt, with its own random stream."""
+
+    def __init__(self, tree_id: str, prompt: SeedPrompt, prompt_text: str, prompt_tokens: int, seed: int):
+        self.tree_id, self.prompt, self.prompt_text = tree_id, prompt, prompt_text
+        self.nodes = [Node(0, None, 0, "", prompt_tokens)]
+        self.rng = random.Random(f"{seed}:{tree_id}")  # string seeds are hashed stably (sha512)
+        self.iterations_done = 0
+
+    def path_text(self, node_id: int) -> str:
+        steps = []
+        while node_id is not None:
+            node = self.nodes[node_id]
+            steps.append(node.step)
+            node_id = node.parent
+        return "".join(reversed(steps))
+
+    def select(self, start: int, params: MCTSParams) -> int:
+        node = self.nodes[start]
+        score = SCORES[params.score]
+        while node.children:
+            scores = [score(self.nodes[i], node, params.c) for i in node.children]
+            best = max(scores)
+            node = self.nodes[self.rng.choice([i for i, s in zip(node.children, scores) if s == best])]
+        return node.node_id
+
+    def expandable(self, node_id: int, params: MCTSParams) -> bool:
+        node = self.nodes[node_id]
+        return node.visits > 0 and not node.terminal and node.depth < params.max_depth
+
+    def add_children(self, parent_id: int, chunks: Sequence[tuple[str, int, bool]]) -> None:
+        parent = self.nodes[parent_id]
+        seen = set()
+        for text, n_tokens, stopped in chunks:
+            if text.strip() in seen:
+                continue  # duplicate sibling
+            seen.add(text.strip())
+            # A chunk that closes the output, ends the turn without closing a step, or runs out of
+            # tokens ends the response: it is terminal and judged as it stands.
+            terminal = is_terminal_chunk(text) or not (stopped and text.rstrip().endswith(STEP_CLOSE))
+            child = Node(len(self.nodes), parent_id, parent.depth + 1, text, parent.n_tokens + n_tokens, terminal)
+            self.nodes.append(child)
+            parent.children.append(child.node_id)
+
+    def backup(self, node_id: int, reward: float) -> None:
+        self.nodes[node_id].evaluations += 1
+        while node_id is not None:
+            node = self.nodes[node_id]
+            node.visits += 1
+            node.value_sum += reward
+            node_id = node.parent
+
+    def rows(self, iteration: int) -> list[TreeNode]:
+        return [
+            TreeNode(
+                tree_id=self.tree_id, prompt_id=self.prompt.id, iteration=iteration, kind=self.prompt.kind,
+                node_id=n.node_id, parent_id=n.parent, depth=n.depth, step=n.step, n_tokens=n.n_tokens,
+                visits=n.visits, evaluations=n.evaluations, value_sum=round(n.value_sum, 6),
+                value=round(n.value, 6), terminal=n.terminal, reward=n.reward, safety=n.safety,
+                helpfulness=n.helpfulness,
+            )
+            for n in self.nodes
+        ]
+
+
+@dataclass
+class SearchStats:
+    trees: int = 0
+    nodes: int = 0
+    generate_calls: int = 0
+    judge_calls: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+
+class SIMCTS:
+    """Runs SI-MCTS over many prompts at once with one backend and one judge."""
+
+    def __init__(self, backend: Backend, judge: Judge, params: MCTSParams):
+        self.backend, self.judge, self.params = backend, judge, params
+        self.expand_sampling = Sampling(params.temperature, params.top_p, params.top_k, params.max_step_tokens)
+        self.rollout_sampling = Sampling(params.temperature, params.top_p, params.top_k, params.max_response_tokens)
+        self.stats = SearchStats()
+
+    def _generate(self, prompts: list[str], n: int, sampling: Sampling, mode: str):
+        if not prompts:
+            return []
+        self.stats.generate_calls += 1
+        out = self.backend.generate(prompts, n, sampling, mode)
+        self.stats.generated_tokens += sum(c.n_tokens for samples in out for c in samples)
+        return out
+
+    def _expand(self, trees: list[Tree]) -> dict[int, int]:
+        """Select a leaf in every tree; expand the visited ones in one call. Returns tree index -> node to evaluate."""
+        selected = {i: tree.select(0, self.params) for i, tree in enumerate(trees)}
+        to_expand = [i for i, node in selected.items() if trees[i].expandable(node, self.params)]
+        outputs = self._generate(
+            [trees[i].prompt_text + trees[i].path_text(selected[i]) for i in to_expand],
+            self.params.children, self.expand_sampling, "step",
+        )
+        for i, samples in zip(to_expand, outputs):
+            trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples])
+            selected[i] = trees[i].select(selected[i], self.params)
+        return selected
+
+    def _evaluate(self, work: list[tuple[Tree, int]]) -> None:
+        """Evaluate nodes: reuse a terminal reward, else judge the response (after a rollout if not terminal)."""
+        to_judge: list[tuple[Tree, int, str]] = []
+        rollouts: list[tuple[Tree, int]] = []
+        for tree, node_id in work:
+            node = tree.nodes[node_id]
+            if node.terminal and node.reward is not None:
+                tree.backup(node_id, node.reward)
+            elif node.terminal:
+                to_judge.append((tree, node_id, tree.path_text(node_id)))
+            else:
+                rollouts.append((tree, node_id))
+        outputs = self._generate(
+            [t.prompt_text + t.path_text(n) for t, n in rollouts], 1, self.rollout_sampling, "response"
+        )
+        for (tree, node_id), samples in zip(rollouts, outputs):
+            to_judge.append((tree, node_id, tree.path_text(node_id) + samples[0].text))
+        if not to_judge:
+            return
+        self.stats.judge_calls += 1
+        scores: list[Scored] = self.judge([t.prompt for t, _, _ in to_judge], [r for _, _, r in to_judge])
+        for (tree, node_id, _), score in zip(to_judge, scores):
+            node = tree.nodes[node_id]
+            if node.terminal:
+                node.reward, node.safety, node.helpfulness = score.reward, score.safety, score.helpfulness
+            tree.backup(node_id, score.reward)
+
+    def tick(self, trees: list[Tree]) -> list[Tree]:
+        """One lock-step round over the active trees; returns the trees that finished."""
+        searching = [t for t in trees if t.iterations_done < self.params.iterations]
+        finishing = [t for t in trees if t.iterations_done >= self.params.iterations]
+        selected = self._expand(searching)
+        work = [(searching[i], node_id) for i, node_id in selected.items()]
+        if self.params.visit_all:
+            work += [(t, n.node_id) for t in finishing for n in t.nodes if n.visits == 0]
+        self._evaluate(work)
+        for tree in searching:
+            tree.iterations_done += 1
+        return finishing
+
+    def run(
+        self,
+        trees: Sequence[Tree],
+        on_done: Callable[[Tree], None] = lambda tree: None,
+        progress: Callable[[Tree], None] = lambda tree: None,
+    ) -> None:
+        """Search every tree to completion, `concurrent_trees` at a time, calling `on_done` per finished tree."""
+        start = time.perf_counter()
+        waiting = list(trees)[::-1]
+        active: list[Tree] = []
+        while waiting or active:
+            while waiting and len(active) < self.params.concurrent_trees:
+                active.append(waiting.pop())
+            for tree in self.tick(active):
+                active.remove(tree)
+                self.stats.trees += 1
+                self.stats.nodes += len(tree.nodes)
+                on_done(tree)
+                progress(tree)
+        self.stats.seconds += time.perf_counter() - start
+
+
+def make_trees(prompts: Sequence[SeedPrompt], prompt_texts: Sequence[str], prompt_tokens: Sequence[int],
+               iteration: int, seed: int) -> list[Tree]:
+    """One tree per prompt; the tree id ties it to the prompt and the iteration."""
+    return [
+        Tree(f"{iteration}:{p.id}", p, text, tokens, seed)
+        for p, text, tokens in zip(prompts, prompt_texts, prompt_tokens)
+    ]
+
+
+def tree_metrics(rows: Sequence[TreeNode], stats: SearchStats) -> dict:
+    """Per-iteration search metrics for DVC: size, shape, root values, and speed of this run."""
+    roots = [r for r in rows if r.parent_id is None]
+    nodes = [r for r in rows if r.parent_id is not None]
+    metrics = {
+        "trees": len(roots),
+        "nodes": len(nodes),
+        "terminal_share": round(sum(r.terminal for r in nodes) / max(len(nodes), 1), 4),
+        "mean_root_value": round(sum(r.value for r in roots) / max(len(roots), 1), 4),
+        "max_depth": max((r.depth for r in rows), default=0),
+        "search_seconds": round(stats.seconds, 1),
+        "generate_calls": stats.generate_calls,
+        "judge_calls": stats.judge_calls,
+    }
+    if stats.seconds > 0:
+        metrics["nodes_per_s"] = round(stats.nodes / stats.seconds, 2)
+        metrics["generated_tokens_per_s"] = round(stats.generated_tokens / stats.seconds, 1)
+    return metrics

@@ -1,0 +1,138 @@
+"""Base models: the tiny from-scratch default (BPE tokenizer + small Llama) and real Hugging Face models.
+
+Both end up as a `save_pretrained` folder whose tokenizer knows the structured-CoT format tokens as
+special tokens and has a chat template. `chat_prompt` is the one place a request becomes model
+input; BOS handling is the chat template's business and nothing else adds one.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stair.format import FORMAT_TOKENS, OUTPUT_CLOSE, STEP_CLOSE
+
+log = logging.getLogger(__name__)
+
+USER, ASSISTANT, END, PAD = "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"
+# The generation prompt ends in a newline that is also the last byte of the tokenized prompt, so the
+# tokenized prompt is always a prefix of tokenized prompt + completion (STACK gotcha 8).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}" + USER + "\n{{ message['content'] }}" + END + "\n"
+    "{% else %}" + ASSISTANT + "\n{{ message['content'] }}" + END + "\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}" + ASSISTANT + "\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Size of the from-scratch default model and its tokenizer."""
+
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    intermediate_size: int = 688
+    num_layers: int = 4
+    num_heads: int = 4
+    max_length: int = 512
+    seed: int = 0
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """Byte-level BPE trained on `texts`, with format tokens and chat roles as special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, END, USER, ASSISTANT, *FORMAT_TOKENS]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=END,
+        pad_token=PAD,
+        extra_special_tokens=[USER, ASSISTANT, *FORMAT_TOKENS],
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def init_tiny_model(tokenizer, config: TinyModelConfig):
+    """A small Llama-architecture causal LM initialised from config (seeded)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_length,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    return LlamaForCausalLM(llama)
+
+
+def load_pretrained_base(model_id: str, trust_remote_code: bool = False, revision: str | None = None):
+    """A real model and tokenizer, with the format tokens added (and embeddings resized) if missing."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_id, trust_remote_code=trust_remote_code, revision=revision, dtype="auto"
+    )
+    missing = [t for t in FORMAT_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        log.info("adding %d format tokens to the tokenizer: %s", len(missing), missing)
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return model, tokenizer
+
+
+def chat_prompt(tokenizer, request: str) -> str:
+    """The model input for a user request: the chat template with the generation prompt."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": request}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Ids that end a generated chunk: end of a step, end of the output, end of the turn."""
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in (STEP_CLOSE, OUTPUT_CLOSE)]
+    return sorted({*ids, tokenizer.eos_token_id})
+
+
+def load_model(path: Path | str, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+    """A saved causal LM and its tokenizer, ready for generation (eval mode)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+    ).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

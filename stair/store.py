@@ -1,0 +1,217 @@
+"""Artifact store: validated parquet datasets with a manifest, written atomically, queryable with DuckDB.
+
+An artifact is a folder `<name>/` holding `data.parquet` (loadable with
+`datasets.load_dataset("parquet", data_files=...)`) and `manifest.json` (`schemas.ArtifactManifest`).
+Writers build the folder under a temporary name beside the target and rename it into place, so a
+killed stage never leaves a partial artifact.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import types
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ValidationError
+
+from schemas import ROW_TYPES, ArtifactManifest, InputRef
+
+DATA_FILE = "data.parquet"
+MANIFEST_FILE = "manifest.json"
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+class ArtifactError(ValueError):
+    """Bad input data: the message names the file, the row and the field."""
+
+
+def _arrow_type(annotation: object) -> pa.DataType:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _arrow_type(inner)
+    if origin is Literal:
+        return pa.string()
+    if origin is list:
+        return pa.list_(_arrow_type(typing.get_args(annotation)[0]))
+    scalar = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+    if annotation in scalar:
+        return scalar[annotation]
+    raise TypeError(f"no parquet type for field annotation {annotation!r}")
+
+
+def arrow_schema(row_type: type[BaseModel]) -> pa.Schema:
+    """The parquet schema of a row type, so even an empty artifact has typed columns."""
+    return pa.schema(
+        [pa.field(name, _arrow_type(f.annotation)) for name, f in row_type.model_fields.items()]
+    )
+
+
+def file_md5(path: Path) -> str:
+    """md5 of a file, or of a folder's files (relative names and contents, in sorted order)."""
+    digest = hashlib.md5()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def params_hash(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`; on success it replaces `target`, on error it is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file (metrics, params) via a temp file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, payload: object) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_rows(folder: Path, rows: Sequence[BaseModel], row_type: type[BaseModel]) -> None:
+    """Write rows of one type as the folder's parquet file (no manifest; see `write_artifact`)."""
+    table = pa.Table.from_pylist([r.model_dump() for r in rows], schema=arrow_schema(row_type))
+    pq.write_table(table, Path(folder) / DATA_FILE)
+
+
+def write_artifact(
+    path: Path,
+    rows: Sequence[BaseModel],
+    row_type: type[BaseModel],
+    *,
+    stage: str,
+    params: dict,
+    inputs: Iterable[Path] = (),
+    extra: dict | None = None,
+) -> ArtifactManifest:
+    """Write an artifact folder (parquet + manifest) atomically and return its manifest."""
+    path = Path(path)
+    manifest = ArtifactManifest(
+        artifact=path.name,
+        row_type=row_type.__name__,
+        rows=len(rows),
+        stage=stage,
+        params_hash=params_hash(params),
+        params=params,
+        inputs=[InputRef(path=str(p), md5=file_md5(Path(p))) for p in inputs],
+        extra=extra or {},
+    )
+    with atomic_dir(path) as tmp:
+        write_rows(tmp, rows, row_type)
+        (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(path: Path) -> ArtifactManifest:
+    file = Path(path) / MANIFEST_FILE
+    try:
+        return ArtifactManifest.model_validate_json(file.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{file}: missing manifest; is {path} an artifact folder?") from None
+    except ValidationError as err:
+        raise ArtifactError(f"{file}: invalid manifest: {err}") from None
+
+
+def describe_error(err: ValidationError, source: str, row: int | str) -> str:
+    """One line per problem: 'file, row N, field F: message'."""
+    lines = []
+    for problem in err.errors():
+        field = ".".join(str(p) for p in problem["loc"]) or "<row>"
+        lines.append(f"{source}, row {row}, field '{field}': {problem['msg']}")
+    return "\n".join(lines)
+
+
+def validate_rows(records: Iterable[dict], row_type: type[Row], source: str, first_row: int = 0) -> list[Row]:
+    """Validate dict records into rows; the first bad row raises ArtifactError naming source/row/field."""
+    rows = []
+    for index, record in enumerate(records, start=first_row):
+        try:
+            rows.append(row_type.model_validate(record))
+        except ValidationError as err:
+            raise ArtifactError(describe_error(err, source, index)) from None
+    return rows
+
+
+def read_artifact(path: Path, row_type: type[Row] | None = None) -> list[Row]:
+    """Read and validate an artifact's rows (row type from the manifest unless given)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    row_type = row_type or ROW_TYPES[manifest.row_type]
+    if manifest.row_type != row_type.__name__:
+        raise ArtifactError(f"{path}: holds {manifest.row_type} rows, expected {row_type.__name__}")
+    file = path / DATA_FILE
+    records = pq.read_table(file).to_pylist()
+    if len(records) != manifest.rows:
+        raise ArtifactError(f"{file}: {len(records)} rows but the manifest says {manifest.rows}")
+    return validate_rows(records, row_type, str(file))
+
+
+def find_artifacts(root: Path) -> dict[str, Path]:
+    """Artifact folders under `root` by view name (folder path below root, '/' replaced by '_')."""
+    root = Path(root)
+    found = {}
+    for manifest in sorted(root.rglob(MANIFEST_FILE)):
+        folder = manifest.parent
+        if any(part.startswith(".") for part in folder.relative_to(root).parts):
+            continue  # a temporary folder of a write in progress
+        name = "_".join(folder.relative_to(root).parts)
+        found[name] = folder
+    return found
+
+
+def connect(root: Path = Path("data")):
+    """An in-memory DuckDB connection with one view per artifact under `root`.
+
+    Artifacts named `<base>_<k>` (e.g. nodes_1, nodes_2) are also unioned into a view `<base>`,
+    since each row already carries its iteration.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    artifacts = find_artifacts(root)
+    groups: dict[str, list[Path]] = {}
+    for name, folder in artifacts.items():
+        con.execute(f"create view \"{name}\" as select * from read_parquet('{folder / DATA_FILE}')")
+        base, _, suffix = name.rpartition("_")
+        if base and suffix.isdigit():
+            groups.setdefault(base, []).append(folder / DATA_FILE)
+    for base, files in groups.items():
+        if base not in artifacts:
+            listing = ", ".join(f"'{f}'" for f in files)
+            con.execute(f"create view \"{base}\" as select * from read_parquet([{listing}], union_by_name=true)")
+    return con

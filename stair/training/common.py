@@ -1,0 +1,89 @@
+"""What every trainer here shares: device-safe TrainingArguments, LoRA, and saving a model atomically."""
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from stair.store import atomic_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    """LoRA adapters via peft; r = 0 trains every weight (right for the tiny default)."""
+
+    r: int = 0
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device_args(seed: int, bf16: bool) -> dict:
+    """TrainingArguments that are fast and deterministic wherever this runs.
+
+    On CPU, TRL's defaults (bf16, gradient checkpointing) are 15-20x slower (STACK gotcha 1), so they
+    are switched off; bf16 is used only when asked for and a GPU is present.
+    """
+    on_gpu = cuda_available()
+    return dict(
+        use_cpu=not on_gpu,
+        bf16=bool(bf16 and on_gpu),
+        fp16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        logging_strategy="steps",
+    )
+
+
+def peft_config(lora: LoraParams):
+    """A peft LoraConfig, or None for full fine-tuning."""
+    if lora.r <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def save_model(model, tokenizer, out_dir: Path) -> None:
+    """save_pretrained (safetensors, LoRA merged in) + tokenizer, atomically into `out_dir`."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_dir(Path(out_dir)) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def loss_history(trainer) -> list[dict]:
+    """The trainer's logged losses as rows {step, loss} for a DVC plot."""
+    return [
+        {"step": entry["step"], "loss": round(entry["loss"], 5)}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+
+
+def quiet_hf() -> None:
+    """Keep library warnings that don't apply here out of the stage logs."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()

@@ -1,0 +1,233 @@
+"""The structured-CoT format: render/parse round trips, every malformed shape, chunk helpers."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stair.format import (
+    FORMAT_TOKENS,
+    OUTPUT_CLOSE,
+    OUTPUT_OPEN,
+    STEP_CLOSE,
+    STEP_OPEN,
+    ParsedStep,
+    is_terminal_chunk,
+    parse_response,
+    render_output,
+    render_response,
+    render_step,
+    truncate_chunk,
+)
+
+ISSUE_CODES = {
+    "no_steps", "empty_step", "missing_title", "unclosed_step", "stray_text", "stray_tag",
+    "missing_output", "unclosed_output", "step_after_output", "text_after_output",
+}
+
+STEP_A = render_step("Problem Analysis", "The user asks for a sum.")
+STEP_B = render_step("Compute", "3 + 4 = 7")
+OUT = render_output("7")
+
+
+def _no_tags(text: str) -> bool:
+    return not any(tag in text for tag in FORMAT_TOKENS)
+
+
+titles = (
+    st.text(min_size=1, max_size=30)
+    .map(lambda s: s.replace("\n", " ").strip())
+    .filter(lambda s: s != "" and _no_tags(s))
+)
+bodies = st.text(max_size=80).filter(_no_tags)
+answers = st.text(max_size=60).filter(_no_tags)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_render_exact_strings() -> None:
+    assert render_step("Plan", "do it") == "<|Reasoning_step|>Title: Plan\ndo it<|/Reasoning_step|>"
+    assert render_output("42") == "<|Output|>Final Answer:\n42<|/Output|>"
+    assert render_response([("A", "x"), ("B", "y")], "z") == (
+        "<|Reasoning_step|>Title: A\nx<|/Reasoning_step|>"
+        "<|Reasoning_step|>Title: B\ny<|/Reasoning_step|>"
+        "<|Output|>Final Answer:\nz<|/Output|>"
+    )
+
+
+def test_well_formed_response_parses_cleanly() -> None:
+    parsed = parse_response(STEP_A + STEP_B + OUT)
+    assert parsed.issues == []
+    assert parsed.format_ok and parsed.complete
+    assert parsed.steps == [
+        ParsedStep(title="Problem Analysis", body="The user asks for a sum.", closed=True),
+        ParsedStep(title="Compute", body="3 + 4 = 7", closed=True),
+    ]
+    assert parsed.output == "Final Answer:\n7"
+    assert parsed.answer == "7"
+
+
+def test_whitespace_between_blocks_is_allowed() -> None:
+    parsed = parse_response(STEP_A + "\n\n" + STEP_B + " \n" + OUT + "\n")
+    assert parsed.issues == []
+    assert len(parsed.steps) == 2
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.lists(st.tuples(titles, bodies), min_size=1, max_size=5), answer=answers)
+def test_parse_inverts_render(steps: list[tuple[str, str]], answer: str) -> None:
+    text = render_response(steps, answer)
+    assert text == "".join(render_step(t, b) for t, b in steps) + render_output(answer)
+    parsed = parse_response(text)
+    assert parsed.issues == []
+    assert parsed.format_ok and parsed.complete
+    assert [s.title for s in parsed.steps] == [t for t, _ in steps]
+    assert [s.body for s in parsed.steps] == [b.strip() for _, b in steps]
+    assert all(s.closed for s in parsed.steps)
+    assert parsed.answer == answer.strip()
+
+
+# ---------------------------------------------------------------- malformed input
+
+MALFORMED = {
+    "empty text": ("", {"no_steps", "missing_output"}),
+    "plain text": ("just an answer", {"stray_text", "no_steps", "missing_output"}),
+    "no steps": (OUT, {"no_steps"}),
+    "empty step": (STEP_OPEN + STEP_CLOSE + OUT, {"empty_step"}),
+    "whitespace step": (STEP_OPEN + " \n " + STEP_CLOSE + OUT, {"empty_step"}),
+    "missing title": (STEP_OPEN + "no title here" + STEP_CLOSE + OUT, {"missing_title"}),
+    "blank title": (STEP_OPEN + "Title:   \nbody" + STEP_CLOSE + OUT, {"missing_title"}),
+    "unclosed step at end": (STEP_OPEN + "Title: A\nbody", {"unclosed_step", "missing_output"}),
+    "unclosed step then step": (STEP_OPEN + "Title: A\nbody" + STEP_B + OUT, {"unclosed_step"}),
+    "unclosed step then output": (STEP_OPEN + "Title: A\nbody" + OUT, {"unclosed_step"}),
+    "stray text before": ("Sure! " + STEP_A + OUT, {"stray_text"}),
+    "stray text between steps": (STEP_A + "hmm" + STEP_B + OUT, {"stray_text"}),
+    "stray text before output": (STEP_A + "hmm" + OUT, {"stray_text"}),
+    "stray closing step tag": (STEP_CLOSE + STEP_A + OUT, {"stray_tag"}),
+    "stray closing output tag": (STEP_A + OUTPUT_CLOSE + OUT, {"stray_tag"}),
+    "missing output": (STEP_A + STEP_B, {"missing_output"}),
+    "unclosed output": (STEP_A + OUTPUT_OPEN + "Final Answer:\n7", {"unclosed_output"}),
+    "step after output": (STEP_A + OUT + STEP_B, {"step_after_output"}),
+    "text after output": (STEP_A + OUT + " and more", {"text_after_output"}),
+    "two outputs": (STEP_A + OUT + render_output("8"), {"text_after_output"}),
+    "unclosed output then step": (STEP_A + OUTPUT_OPEN + "Final Answer:\n7" + STEP_B,
+                                  {"unclosed_output", "step_after_output"}),
+    "unclosed output then output": (STEP_A + OUTPUT_OPEN + "Final Answer:\n7" + OUT,
+                                    {"unclosed_output", "text_after_output"}),
+    "step closed by output tag": (STEP_OPEN + "Title: A\nbody" + OUTPUT_CLOSE,
+                                  {"unclosed_step", "stray_tag", "missing_output"}),
+}
+
+
+@pytest.mark.parametrize("text, expected", MALFORMED.values(), ids=list(MALFORMED))
+def test_malformed_issue_codes(text: str, expected: set[str]) -> None:
+    parsed = parse_response(text)
+    assert set(parsed.issues) == expected
+    assert len(parsed.issues) == len(set(parsed.issues))
+    assert not parsed.format_ok
+
+
+def test_unclosed_step_keeps_its_text_and_the_next_block() -> None:
+    parsed = parse_response(STEP_OPEN + "Title: A\nhalf a thought" + STEP_B + OUT)
+    assert parsed.steps == [
+        ParsedStep(title="A", body="half a thought", closed=False),
+        ParsedStep(title="Compute", body="3 + 4 = 7", closed=True),
+    ]
+    assert parsed.complete and parsed.answer == "7"
+
+
+def test_unclosed_step_at_end() -> None:
+    parsed = parse_response(STEP_A + STEP_OPEN + "Title: Next\npartial")
+    assert parsed.steps[-1] == ParsedStep(title="Next", body="partial", closed=False)
+    assert parsed.output is None and parsed.answer is None and not parsed.complete
+
+
+def test_unclosed_output_has_answer_but_is_not_complete() -> None:
+    parsed = parse_response(STEP_A + OUTPUT_OPEN + "Final Answer:\n 7 apples ")
+    assert parsed.answer == "7 apples"
+    assert not parsed.output_closed and not parsed.complete
+
+
+def test_two_outputs_keep_the_first() -> None:
+    parsed = parse_response(STEP_A + OUT + render_output("8"))
+    assert parsed.answer == "7"
+    assert parsed.complete
+
+
+def test_output_without_header_is_the_whole_answer() -> None:
+    parsed = parse_response(STEP_A + OUTPUT_OPEN + " just 7 " + OUTPUT_CLOSE)
+    assert parsed.answer == "just 7"
+    assert parsed.format_ok  # the header is not required by the parser
+
+
+# ---------------------------------------------------------------- chunk helpers
+
+
+def test_truncate_chunk_cuts_after_first_closing_tag() -> None:
+    assert truncate_chunk("Title: A\nx" + STEP_CLOSE + "junk" + STEP_CLOSE) == "Title: A\nx" + STEP_CLOSE
+    assert truncate_chunk(OUTPUT_OPEN + "a" + OUTPUT_CLOSE + "tail") == OUTPUT_OPEN + "a" + OUTPUT_CLOSE
+    # whichever closing tag comes first wins
+    assert truncate_chunk("a" + OUTPUT_CLOSE + "b" + STEP_CLOSE) == "a" + OUTPUT_CLOSE
+    assert truncate_chunk("a" + STEP_CLOSE + "b" + OUTPUT_CLOSE) == "a" + STEP_CLOSE
+    # opening tags do not cut; no closing tag leaves the text alone
+    assert truncate_chunk("a" + STEP_OPEN + "b" + OUTPUT_OPEN) == "a" + STEP_OPEN + "b" + OUTPUT_OPEN
+    assert truncate_chunk("") == ""
+
+
+def test_is_terminal_chunk() -> None:
+    assert is_terminal_chunk(OUT)
+    assert is_terminal_chunk("Final Answer:\n7" + OUTPUT_CLOSE)
+    assert not is_terminal_chunk(STEP_A)
+    assert not is_terminal_chunk(OUTPUT_OPEN + "Final Answer:\n7")  # still open
+    assert not is_terminal_chunk("")
+
+
+# ---------------------------------------------------------------- robustness
+
+pieces = st.sampled_from(
+    FORMAT_TOKENS
+    + ("Title:", "Title: X\n", "Final Answer:", "\n", " ", "word", "7", "<|", "|>", "<", "")
+)
+# Whole blocks with an optional defect at either end, so well-formed texts come up too.
+near_valid = st.builds(
+    lambda head, body, tail: head + "".join(body) + OUT + tail,
+    st.sampled_from(("", "", "", " ", "x", STEP_CLOSE, OUTPUT_OPEN)),
+    st.lists(st.sampled_from((STEP_A, STEP_B, STEP_A, " \n", STEP_OPEN, OUTPUT_CLOSE)), min_size=1, max_size=4),
+    st.sampled_from(("", "", "", "\n", "x", STEP_B, OUT, OUTPUT_CLOSE)),
+)
+mixed_texts = st.lists(st.one_of(pieces, st.text(max_size=5)), max_size=25).map("".join)
+
+
+def _check_consistent(text: str) -> None:
+    parsed = parse_response(text)
+    assert set(parsed.issues) <= ISSUE_CODES
+    assert len(parsed.issues) == len(set(parsed.issues))
+    assert parsed.format_ok == (parsed.issues == [])
+    assert parsed.complete == (parsed.output is not None and parsed.output_closed)
+    assert (parsed.answer is None) == (parsed.output is None)
+    if "unclosed_step" not in parsed.issues:
+        assert all(s.closed for s in parsed.steps)
+    if parsed.format_ok:
+        assert parsed.complete and parsed.steps
+        assert all(s.closed and s.title for s in parsed.steps)
+        again = parse_response(render_response([(s.title, s.body) for s in parsed.steps], parsed.answer))
+        assert again.steps == parsed.steps and again.answer == parsed.answer and again.format_ok
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_texts)
+def test_parse_never_raises_on_tag_soup(text: str) -> None:
+    _check_consistent(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(near_valid)
+def test_parse_is_consistent_on_nearly_valid_text(text: str) -> None:
+    _check_consistent(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_parse_never_raises_on_any_text(text: str) -> None:
+    parsed = parse_response(text)
+    assert set(parsed.issues) <= ISSUE_CODES
