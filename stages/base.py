@@ -12,7 +12,13 @@ from pathlib import Path
 
 from schemas import SeedPrompt, SFTExample
 from stages.common import load_section, log, stage_main
-from stair.modeling import TinyModelConfig, count_parameters, init_tiny_model, load_pretrained_base, train_tokenizer
+from stair.modeling import (
+    TinyModelConfig,
+    count_parameters,
+    init_tiny_model,
+    load_pretrained_base,
+    train_tokenizer,
+)
 from stair.store import read_artifact, write_json
 from stair.training.common import save_model
 

@@ -17,7 +17,8 @@ def from_mapping(cls: type[T], mapping: dict[str, Any] | None, where: str) -> T:
 
     `where` is the dotted location used in error messages, e.g. 'params.yaml: sft'.
     """
-    mapping = mapping or {}
+    if mapping is None:
+        mapping = {}
     if not isinstance(mapping, dict):
         raise ParamsError(f"{where}: expected a mapping, got {type(mapping).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -48,6 +49,11 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
             raise ParamsError(f"{where}={value!r} should be {hint}")
     elif not _matches(value, hint):
         raise ParamsError(f"{where}={value!r} should be of type {getattr(hint, '__name__', hint)}")
+    elif typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        element = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        for index, item in enumerate(value if element is not None else ()):
+            _check_type(item, element, f"{where}[{index}]")
 
 
 def _matches(value: Any, hint: Any) -> bool:

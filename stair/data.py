@@ -118,7 +118,7 @@ def map_prompts(records: list[dict], source: str, columns: dict, split: str = ""
 
 def load_prompts(source: str, columns: dict, split_name: str = "", hub_split: str = "train") -> tuple[list[SeedPrompt], dict]:
     records, name, facts = read_records(source, hub_split)
-    return validate_rows(map_prompts(records, name, columns, split_name), SeedPrompt, name, first_row=1), facts
+    return validate_rows(map_prompts(records, name, columns, split_name), SeedPrompt, name), facts
 
 
 def load_sft(source: str, columns: dict, hub_split: str = "train") -> tuple[list[SFTExample], dict]:
@@ -132,7 +132,7 @@ def load_sft(source: str, columns: dict, hub_split: str = "train") -> tuple[list
             "kind": str(record.get(columns.get("kind", "type"), "helpfulness") or "helpfulness"),
             "source": name,
         })
-    return validate_rows(mapped, SFTExample, name, first_row=1), facts
+    return validate_rows(mapped, SFTExample, name), facts
 
 
 def assign_splits(prompts: list[SeedPrompt], iterations: int, heldout_fraction: float, seed: int) -> list[SeedPrompt]:

@@ -20,9 +20,9 @@ class RewardParams:
     def __post_init__(self) -> None:
         if self.name not in REWARDS:
             raise ValueError(f"reward.name={self.name!r} is not one of {sorted(REWARDS)}")
-        if self.k1 < 1:
+        if not self.k1 >= 1:  # also rejects nan
             raise ValueError(f"reward.k1={self.k1} must be >= 1")
-        if not 0 < self.k2 <= 1:
+        if not 0 < self.k2 <= 1:  # also rejects nan
             raise ValueError(f"reward.k2={self.k2} must be in (0, 1]")
 
 

@@ -62,10 +62,12 @@ def file_md5(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+        if path.is_dir():
+            digest.update(b"\0")
     return digest.hexdigest()
 
 
@@ -121,6 +123,9 @@ def write_artifact(
 ) -> ArtifactManifest:
     """Write an artifact folder (parquet + manifest) atomically and return its manifest."""
     path = Path(path)
+    wrong = next((i for i, r in enumerate(rows) if not isinstance(r, row_type)), None)
+    if wrong is not None:
+        raise TypeError(f"{path}: row {wrong} is a {type(rows[wrong]).__name__}, not a {row_type.__name__}")
     manifest = ArtifactManifest(
         artifact=path.name,
         row_type=row_type.__name__,
@@ -156,8 +161,8 @@ def describe_error(err: ValidationError, source: str, row: int | str) -> str:
     return "\n".join(lines)
 
 
-def validate_rows(records: Iterable[dict], row_type: type[Row], source: str, first_row: int = 0) -> list[Row]:
-    """Validate dict records into rows; the first bad row raises ArtifactError naming source/row/field."""
+def validate_rows(records: Iterable[dict], row_type: type[Row], source: str, first_row: int = 1) -> list[Row]:
+    """Validate dict records into rows (rows numbered from 1); the first bad one raises ArtifactError naming source, row, field."""
     rows = []
     for index, record in enumerate(records, start=first_row):
         try:

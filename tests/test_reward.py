@@ -195,8 +195,6 @@ def test_boundary_params_are_valid(k1: float, k2: float) -> None:
     RewardParams(k1=k1, k2=k2)
 
 
-@pytest.mark.xfail(strict=True, reason="RewardParams accepts k1=nan: `nan < 1` is False, so the k1 check "
-                   "passes and every reward becomes nan")
 def test_nan_k1_is_rejected() -> None:
     with pytest.raises(ValueError, match="reward.k1"):
         RewardParams(k1=float("nan"))
