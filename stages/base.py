@@ -2,7 +2,7 @@
 
     dvc repro base        # or: python -m stages.base
 
-`model: tiny` trains a byte-level BPE tokenizer on the SFT set and seed prompts and initialises a small
+`model: tiny` trains a byte-level BPE tokenizer on the SFT set and initialises a small
 Llama from config; any other value is a Hugging Face id or local path, loaded with the format tokens
 added. Writes models/base (safetensors + tokenizer).
 """
@@ -10,7 +10,7 @@ added. Writes models/base (safetensors + tokenizer).
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas import SeedPrompt, SFTExample
+from schemas import SFTExample
 from stages.common import load_section, log, stage_main
 from stair.modeling import (
     TinyModelConfig,
@@ -37,10 +37,9 @@ class BaseParams:
 def main() -> None:
     params, _ = load_section("base", BaseParams)
     if params.model == "tiny":
+        # Only the SFT set: resizing the seed splits then leaves the base (and SFT) model as it is.
         sft = read_artifact(Path("data/sft"), SFTExample)
-        prompts = [p for p in read_artifact(Path("data/prompts"), SeedPrompt) if p.split != "heldout"]
-        texts = [e.prompt for e in sft] + [e.response for e in sft] + [p.text for p in prompts]
-        tokenizer = train_tokenizer(texts, params.tiny.vocab_size)
+        tokenizer = train_tokenizer([e.prompt for e in sft] + [e.response for e in sft], params.tiny.vocab_size)
         model = init_tiny_model(tokenizer, params.tiny)
     else:
         model, tokenizer = load_pretrained_base(params.model, params.trust_remote_code, params.revision)

@@ -31,11 +31,12 @@ def load_section(section: str, cls: type[T]) -> tuple[T, dict]:
     return from_mapping(cls, raw, f"{PARAMS_FILE}: {section}"), raw
 
 
-def loop_items() -> list[dict]:
-    """The SI-MCTS/DPO iterations listed once in params.yaml (`loop`)."""
-    items = read_params().get("loop") or []
-    if not items:
-        raise ParamsError(f"{PARAMS_FILE}: loop must list at least one iteration")
+def loop_items() -> dict:
+    """The SI-MCTS/DPO iterations, listed once in params.yaml (`loop`: iteration -> policy and out)."""
+    items = read_params().get("loop") or {}
+    # Keys must be the strings "1".."K": DVC silently drops foreach stages over integer keys.
+    if not isinstance(items, dict) or list(items) != [str(k) for k in range(1, len(items) + 1)]:
+        raise ParamsError(f'{PARAMS_FILE}: loop must map "1".."K" (quoted) to {{policy, out}}, got {items!r}')
     return items
 
 

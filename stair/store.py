@@ -202,8 +202,9 @@ def find_artifacts(root: Path) -> dict[str, Path]:
 def connect(root: Path = Path("data")):
     """An in-memory DuckDB connection with one view per artifact under `root`.
 
-    Artifacts named `<base>_<k>` (e.g. nodes_1, nodes_2) are also unioned into a view `<base>`,
-    since each row already carries its iteration.
+    data/nodes/1 becomes view `nodes_1`; artifacts that share a parent folder are also unioned into a
+    view named after it (`nodes` over every iteration, `heldout` over every model), since each row
+    carries its own iteration or model.
     """
     import duckdb
 
@@ -212,11 +213,11 @@ def connect(root: Path = Path("data")):
     groups: dict[str, list[Path]] = {}
     for name, folder in artifacts.items():
         con.execute(f"create view \"{name}\" as select * from read_parquet('{folder / DATA_FILE}')")
-        base, _, suffix = name.rpartition("_")
-        if base and suffix.isdigit():
-            groups.setdefault(base, []).append(folder / DATA_FILE)
-    for base, files in groups.items():
-        if base not in artifacts:
+        parent = "_".join(folder.relative_to(root).parts[:-1])
+        if parent:
+            groups.setdefault(parent, []).append(folder / DATA_FILE)
+    for parent, files in groups.items():
+        if parent not in artifacts:
             listing = ", ".join(f"'{f}'" for f in files)
-            con.execute(f"create view \"{base}\" as select * from read_parquet([{listing}], union_by_name=true)")
+            con.execute(f"create view \"{parent}\" as select * from read_parquet([{listing}], union_by_name=true)")
     return con

@@ -1,0 +1,152 @@
+"""Step-level DPO (STAIR stage 2) on sibling-step preference pairs, with TRL's DPOTrainer.
+
+The prompt is the chat-rendered request plus the shared prefix steps; chosen and rejected are only
+the next step. TRL appends EOS to every completion, which would teach the model to stop after one
+step (STACK gotcha 3), so `StepDPOTrainer` tokenizes the pairs itself: EOS ends a completion only
+when the step closes the final output.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas import StepPair
+from stair.format import OUTPUT_CLOSE
+from stair.modeling import chat_prompt
+from stair.training.common import LoraParams, device_args, loss_history, peft_config, quiet_hf, save_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DPOParams:
+    """Hyper-parameters of one step-level DPO iteration (the `dpo` section of params.yaml)."""
+
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    learning_rate: float = 5e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    epochs: float = 2.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 512
+    reference: str = "policy"  # policy: the iteration's starting model; sft: always the SFT model
+    precompute_ref_log_probs: bool = False
+    bf16: bool = False
+    seed: int = 0
+    logging_steps: int = 10
+    lora: LoraParams = field(default_factory=LoraParams)
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("policy", "sft"):
+            raise ValueError(f"dpo.reference={self.reference!r} is not 'policy' or 'sft'")
+
+
+def dpo_records(tokenizer, pairs: list[StepPair]) -> list[dict]:
+    """Prompt (chat-rendered request + prefix steps), the two next steps, and whether each is final."""
+    return [
+        {
+            "prompt": chat_prompt(tokenizer, p.prompt) + "".join(p.prefix),
+            "chosen": p.chosen,
+            "rejected": p.rejected,
+            "chosen_final": OUTPUT_CLOSE in p.chosen,
+            "rejected_final": OUTPUT_CLOSE in p.rejected,
+        }
+        for p in pairs
+    ]
+
+
+def tokenize_step_pair(record: dict, tokenizer) -> dict:
+    """prompt_ids / chosen_ids / rejected_ids, with EOS only after a step that closes the output."""
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompt_ids = ids(record["prompt"])
+    out = {"prompt_ids": prompt_ids}
+    for side in ("chosen", "rejected"):
+        completion = ids(record["prompt"] + record[side])[len(prompt_ids) :]
+        if record[f"{side}_final"]:
+            completion = completion + [tokenizer.eos_token_id]
+        out[f"{side}_ids"] = completion
+    return out
+
+
+def step_dpo_trainer():
+    from trl import DPOTrainer
+
+    class StepDPOTrainer(DPOTrainer):
+        """DPOTrainer whose dataset preparation is `tokenize_step_pair` (no blanket EOS)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if "prompt_ids" in dataset.column_names:
+                return dataset
+            tokenizer = getattr(processing_class, "tokenizer", processing_class)
+            dataset = dataset.map(tokenize_step_pair, fn_kwargs={"tokenizer": tokenizer},
+                                  remove_columns=dataset.column_names, desc=f"Tokenizing {dataset_name} step pairs")
+            if args.max_length is not None:
+                dataset = dataset.filter(lambda example: len(example["prompt_ids"]) < args.max_length)
+            return dataset
+
+    return StepDPOTrainer
+
+
+def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair], out_dir: Path,
+                   params: DPOParams) -> dict:
+    """Train the policy in `policy_dir` on `pairs` against the reference; save to `out_dir`; return metrics."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig
+
+    quiet_hf()
+    torch.manual_seed(params.seed)
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
+    if not pairs:
+        # Defined handling: trees with no clear preference leave the policy as it was.
+        log.warning("no preference pairs: the trees gave none, so %s is saved unchanged", policy_dir)
+        save_model(model, tokenizer, out_dir)
+        return {"train_loss": 0.0, "steps": 0, "runtime_s": 0.0, "pairs": 0, "reward_accuracy": 0.0,
+                "reward_margin": 0.0, "history": []}
+    # An explicit reference, so TRL never tries to reload it by name (STACK gotcha 2).
+    ref_model = None
+    if not params.precompute_ref_log_probs and params.lora.r <= 0:
+        ref_model = AutoModelForCausalLM.from_pretrained(reference_dir, dtype=torch.float32)
+    config = DPOConfig(
+        output_dir=str(Path(out_dir).parent / f".{Path(out_dir).name}.trainer"),
+        beta=params.beta,
+        loss_type=[params.loss_type],
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_ratio,
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.grad_accum,
+        max_length=params.max_length,
+        precompute_ref_log_probs=params.precompute_ref_log_probs,
+        logging_steps=params.logging_steps,
+        **device_args(params.seed, params.bf16),
+    )
+    trainer = step_dpo_trainer()(
+        model=model,
+        ref_model=ref_model,
+        args=config,
+        train_dataset=Dataset.from_list(dpo_records(tokenizer, pairs)),
+        processing_class=tokenizer,
+        peft_config=peft_config(params.lora),
+    )
+    log.info("step-level DPO on %d pairs for %s epochs (reference %s)", len(pairs), params.epochs, reference_dir)
+    result = trainer.train()
+    save_model(trainer.model, tokenizer, out_dir)
+    last = next((e for e in reversed(trainer.state.log_history) if "rewards/accuracies" in e), {})
+    return {
+        "train_loss": round(result.training_loss, 5),
+        "steps": result.global_step,
+        "runtime_s": round(result.metrics["train_runtime"], 1),
+        "pairs": len(pairs),
+        "reward_accuracy": round(float(last.get("rewards/accuracies", 0.0)), 4),
+        "reward_margin": round(float(last.get("rewards/margins", 0.0)), 4),
+        "history": loss_history(trainer),
+    }

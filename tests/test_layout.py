@@ -1,0 +1,92 @@
+"""The project's shape: library never imports stages; params.yaml, the params dataclasses and dvc.yaml agree."""
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.base import BaseParams
+from stair.config import from_mapping
+from stair.data import DataParams
+from stair.generation import BackendParams
+from stair.judges import JudgeParams
+from stair.mcts import MCTSParams
+from stair.pairs import PairParams
+from stair.reward import RewardParams
+from stair.training.dpo import DPOParams
+from stair.training.sft import SFTParams
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "backend": BackendParams,
+            "reward": RewardParams, "judges": JudgeParams, "mcts": MCTSParams, "pairs": PairParams,
+            "dpo": DPOParams}
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_library_never_imports_stages() -> None:
+    for path in (REPO / "stair").rglob("*.py"):
+        assert "stages" not in imports(path), path
+    for path in (REPO / "schemas").rglob("*.py"):
+        assert not imports(path) & {"stages", "stair"}, path
+
+
+def test_only_stages_read_params_yaml() -> None:
+    for path in [*(REPO / "stair").rglob("*.py"), *(REPO / "schemas").rglob("*.py")]:
+        literals = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)}
+        assert "params.yaml" not in literals, path
+
+
+def fields(cls) -> dict:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def check_complete(cls, section: dict, where: str) -> None:
+    assert set(section) == set(fields(cls)), f"{where}: params.yaml keys differ from {cls.__name__}"
+    for name, field in fields(cls).items():
+        if dataclasses.is_dataclass(field.type) and isinstance(field.type, type):
+            check_complete(field.type, section[name], f"{where}.{name}")
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_every_params_section_is_its_dataclass_in_full(section: str) -> None:
+    from_mapping(SECTIONS[section], PARAMS[section], f"params.yaml: {section}")
+    if section != "data":  # data.world lists only the sizes; the rest keep their defaults
+        check_complete(SECTIONS[section], PARAMS[section], section)
+
+
+def stage_sections(module: str) -> set[str]:
+    text = (REPO / "stages" / f"{module}.py").read_text()
+    sections = set(re.findall(r'load_section\("(\w+)"', text))
+    if "loop_items()" in text:
+        sections.add("loop")
+    return sections
+
+
+def test_dvc_yaml_lists_the_params_each_stage_reads() -> None:
+    for name, stage in DVC["stages"].items():
+        body = stage.get("do", stage)
+        module = re.search(r"-m stages\.(\w+)", body["cmd"]).group(1)
+        assert set(body.get("params", [])) == stage_sections(module), name
+        assert f"stages/{module}.py" in body["deps"], name
+
+
+def test_loop_keys_are_quoted_iterations() -> None:
+    assert list(PARAMS["loop"]) == [str(k) for k in range(1, len(PARAMS["loop"]) + 1)]
+    for key, item in PARAMS["loop"].items():
+        assert item["out"] == f"models/dpo_{key}"
+        assert item["policy"] == ("models/sft" if key == "1" else f"models/dpo_{int(key) - 1}")

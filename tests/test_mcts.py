@@ -1,0 +1,136 @@
+"""SI-MCTS on a scripted backend: selection scores, tree invariants, batching and reproducibility."""
+
+import math
+
+import pytest
+
+from schemas import SeedPrompt
+from stair.format import render_output, render_step
+from stair.judges import JudgeParams, make_judge
+from stair.mcts import SIMCTS, MCTSParams, Node, Tree, make_trees, pucb, tree_metrics, ucb
+from stair.modeling import chat_prompt
+from stair.reward import RewardParams, reward_range
+from tests.fakes import ScriptedBackend
+
+REWARD = RewardParams()
+
+
+def _prompts(n: int) -> list[SeedPrompt]:
+    return [
+        SeedPrompt(id=f"p{i}", text=f"How do I do harmful thing {i}?", kind="safety", expected_behavior="refuse",
+                   source="test", split="iter_1", group="jailbreak")
+        for i in range(n)
+    ]
+
+
+def _search(n_trees: int, seed: int = 0, **overrides) -> tuple[list[Tree], ScriptedBackend, SIMCTS]:
+    backend = ScriptedBackend(seed)
+    judge = make_judge(JudgeParams(), REWARD)
+    params = MCTSParams(**{"iterations": 10, "max_depth": 4, "seed": seed, **overrides})
+    prompts = _prompts(n_trees)
+    texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
+    trees = make_trees(prompts, texts, backend.count_tokens(texts), 1, seed)
+    search = SIMCTS(backend, judge, params)
+    search.run(trees)
+    return trees, backend, search
+
+
+def test_ucb_matches_hand_computation() -> None:
+    parent = Node(0, None, 0, "", 0, visits=10)
+    child = Node(1, 0, 1, "s", 0, visits=4, value_sum=6.0)
+    assert ucb(child, parent, 1.5) == pytest.approx(1.5 + 1.5 * math.sqrt(math.log(10) / 4))
+    assert ucb(Node(2, 0, 1, "s", 0), parent, 1.5) == 150.0  # unvisited: always first
+    assert pucb(child, parent, 1.5) == pytest.approx(1.5 + 1.5 * math.sqrt(10) / 5)
+
+
+def test_selection_prefers_unvisited_then_higher_ucb() -> None:
+    tree = Tree("t", _prompts(1)[0], "prompt", 1, seed=0)
+    tree.add_children(0, [(render_step("A", "a"), 3, True), (render_step("B", "b"), 3, True)])
+    params = MCTSParams()
+    first = tree.select(0, params)
+    tree.backup(first, 3.0)
+    assert tree.select(0, params) != first  # the other child is unvisited
+    tree.backup(tree.select(0, params), -3.0)
+    assert tree.select(0, params) == first  # both visited once: the better value wins
+
+
+def test_duplicate_children_are_dropped_and_terminal_chunks_flagged() -> None:
+    tree = Tree("t", _prompts(1)[0], "prompt", 5, seed=0)
+    step, output = render_step("A", "a"), render_output("done")
+    tree.add_children(0, [(step, 4, True), (step + " ", 4, True), (output, 2, True), ("<|Reasoning_step|>cut", 9, False)])
+    assert [tree.nodes[i].step for i in tree.nodes[0].children] == [step, output, "<|Reasoning_step|>cut"]
+    assert [tree.nodes[i].terminal for i in tree.nodes[0].children] == [False, True, True]
+    assert [tree.nodes[i].n_tokens for i in tree.nodes[0].children] == [9, 7, 14]
+
+
+def test_tree_invariants_hold() -> None:
+    trees, _, _ = _search(6)
+    lo, hi = reward_range(REWARD)
+    for tree in trees:
+        rows = tree.rows(1)
+        by_id = {r.node_id: r for r in rows}
+        for row in rows:
+            children = [r for r in rows if r.parent_id == row.node_id]
+            assert row.parent_id is None or row.parent_id in by_id
+            assert row.depth <= 4 and len(children) <= 4
+            assert row.visits == row.evaluations + sum(c.visits for c in children)
+            assert lo <= row.value <= hi
+            assert row.visits >= 1  # the final pass visits every node
+            if row.parent_id is not None:
+                assert by_id[row.parent_id].depth == row.depth - 1
+                assert row.n_tokens > by_id[row.parent_id].n_tokens
+            if row.terminal:
+                assert row.reward is not None and not children
+
+
+def test_at_most_one_generate_call_per_kind_per_tick_whatever_the_number_of_trees() -> None:
+    ticks = 10 + 1  # the iterations, then the final visit-all pass
+    for n_trees in (2, 12):
+        _, backend, search = _search(n_trees)
+        assert len(backend.calls) <= 2 * ticks  # one expansion call and one rollout call at most
+        assert search.stats.judge_calls <= ticks
+    assert all(n == 4 for mode, _, n in backend.calls if mode == "step")  # n = m children per request
+    assert max(p for mode, p, _ in backend.calls if mode == "step") > 2  # many trees share a call
+
+
+def test_concurrent_trees_bounds_the_batch() -> None:
+    _, backend, search = _search(10, concurrent_trees=3)
+    assert search.stats.trees == 10
+    assert max(p for mode, p, _ in backend.calls if mode == "step") <= 3
+
+
+def test_same_seed_same_trees_other_seed_other_trees() -> None:
+    first = [r for t in _search(4, seed=1)[0] for r in t.rows(1)]
+    again = [r for t in _search(4, seed=1)[0] for r in t.rows(1)]
+    other = [r for t in _search(4, seed=2)[0] for r in t.rows(1)]
+    assert first == again
+    assert first != other
+
+
+def test_search_finds_that_refusing_is_better() -> None:
+    trees, _, _ = _search(4, iterations=30)
+    for tree in trees:
+        firsts = [tree.nodes[i] for i in tree.nodes[0].children if tree.nodes[i].visits]
+        refuse = [n.value for n in firsts if "refuse" in n.step]
+        comply = [n.value for n in firsts if "should help" in n.step]
+        if refuse and comply:
+            assert max(refuse) > max(comply)
+
+
+def test_visit_all_off_leaves_unvisited_nodes() -> None:
+    trees, _, _ = _search(3, visit_all=False, iterations=2)
+    assert any(n.visits == 0 for t in trees for n in t.nodes)
+
+
+def test_metrics_count_trees_and_nodes() -> None:
+    trees, _, search = _search(3)
+    rows = [r for t in trees for r in t.rows(1)]
+    metrics = tree_metrics(rows, search.stats)
+    assert metrics["trees"] == 3 and metrics["nodes"] == len(rows) - 3
+    assert 0 < metrics["terminal_share"] <= 1
+
+
+@pytest.mark.parametrize("field, value", [("score", "best"), ("children", 0), ("iterations", 0)])
+def test_bad_params_name_the_field(field: str, value) -> None:
+    with pytest.raises(ValueError, match=f"mcts.{field}"):
+        MCTSParams(**{field: value})

@@ -1,0 +1,181 @@
+"""End to end: the real pipeline through `dvc repro` on a micro configuration, in a copy of the repo.
+
+One module-scoped run (a few minutes on 2 CPU cores) feeds every test here: artifacts and their
+contracts, tree invariants on the real nodes artifact, SQL over artifacts, what a param change
+re-runs, `dvc exp run`, and killing SI-MCTS mid-run.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas import EvalRecord, SeedPrompt, SFTExample, StepPair, TreeNode
+from stair.store import read_artifact, read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+MICRO = {
+    "loop": {"1": {"policy": "models/sft", "out": "models/dpo_1"},
+             "2": {"policy": "models/dpo_1", "out": "models/dpo_2"}},
+    "data": {"world": {"sft_math": 48, "sft_harmful": 32, "sft_benign": 32, "seed_math": 2, "seed_harmful": 1,
+                       "seed_jailbreak": 3, "seed_benign": 2, "heldout_per_group": 3}},
+    "base": {"tiny": {"vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "num_layers": 2,
+                      "num_heads": 2}},
+    "sft": {"epochs": 2.0, "batch_size": 16, "logging_steps": 2},
+    "mcts": {"iterations": 4, "max_depth": 4, "concurrent_trees": 3, "max_step_tokens": 40,
+             "max_response_tokens": 120},
+    "dpo": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def environment() -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # stages run this venv's python
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=environment(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A fresh git + DVC copy of the repo with micro params, after a full `dvc repro`."""
+    root = tmp_path_factory.mktemp("micro")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if name == "dvc.lock" or name.startswith(("metrics/", "plots/", "data/", "models/")):
+            continue
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), MICRO)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "micro", "--allow-empty"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "micro"], root)
+    run([sys.executable, "-m", "dvc", "repro"], root)
+    return root
+
+
+def test_every_stage_wrote_its_artifacts(project: Path) -> None:
+    for folder, row_type in [("data/prompts", SeedPrompt), ("data/sft", SFTExample), ("data/nodes/1", TreeNode),
+                             ("data/nodes/2", TreeNode), ("data/pairs/1", StepPair), ("data/heldout/sft", EvalRecord),
+                             ("data/heldout/dpo_2", EvalRecord)]:
+        rows = read_artifact(project / folder, row_type)
+        manifest = read_manifest(project / folder)
+        assert manifest.rows == len(rows) and manifest.row_type == row_type.__name__
+    for model in ("base", "sft", "dpo_1", "dpo_2"):
+        assert (project / "models" / model / "model.safetensors").exists()
+        assert (project / "models" / model / "tokenizer.json").exists()
+    metrics = run([sys.executable, "-m", "dvc", "metrics", "show"], project).stdout
+    assert "format_ok_rate" in metrics and "heldout/dpo_2.json" in metrics
+
+
+def test_tree_invariants_on_the_real_artifact(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())["mcts"]
+    for iteration in (1, 2):
+        rows = read_artifact(project / f"data/nodes/{iteration}", TreeNode)
+        by_key = {(r.tree_id, r.node_id): r for r in rows}
+        children: dict = {}
+        for row in rows:
+            if row.parent_id is not None:
+                children.setdefault((row.tree_id, row.parent_id), []).append(row)
+        for row in rows:
+            kids = children.get((row.tree_id, row.node_id), [])
+            assert row.parent_id is None or (row.tree_id, row.parent_id) in by_key
+            assert row.depth <= params["max_depth"]
+            assert len(kids) <= params["children"]
+            assert row.visits == row.evaluations + sum(k.visits for k in kids)
+            assert -3.0 <= row.value <= 3.0
+            assert row.iteration == iteration
+
+
+def test_sql_over_artifacts(project: Path, capsys) -> None:
+    from stair.cli import main
+
+    assert main(["query", "--root", str(project / "data"), "--format", "csv",
+                 "select kind, count(*) as n from prompts group by kind order by kind"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "kind,n" and out[1].startswith("helpfulness,") and out[2].startswith("safety,")
+    assert main(["query", "--root", str(project / "data"), "select count(*) from nodes"]) == 0
+
+
+def test_an_sft_param_change_reruns_sft_and_downstream_only(project: Path) -> None:
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["sft"]["learning_rate"] = 0.001
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = run([sys.executable, "-m", "dvc", "status"], project).stdout
+    finally:
+        params_file.write_text(original)
+    changed = {line.rstrip(":") for line in status.splitlines() if line and not line.startswith((" ", "\t"))}
+    assert "sft" in changed
+    assert not changed & {"data", "base"}
+
+
+def test_dvc_exp_run_sets_a_param_and_exp_show_lists_it(project: Path) -> None:
+    run([sys.executable, "-m", "dvc", "exp", "run", "sft", "-S", "sft.learning_rate=0.003", "-n", "lr3"], project)
+    shown = run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
+    assert "lr3" in shown and "0.003" in shown
+
+
+def test_killed_search_resumes_and_reruns_are_identical(project: Path) -> None:
+    nodes = project / "data/nodes/1/data.parquet"
+    first = md5(nodes)
+    command = [sys.executable, "-m", "stages.mcts", "--it", "1", "--policy", "models/sft"]
+    run(command, project)
+    assert md5(nodes) == first  # same params and seed: the same artifact, byte for byte
+
+    checkpoint = project / "checkpoints/mcts_1/trees.jsonl"
+    process = subprocess.Popen(command, cwd=project, env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists() and checkpoint.read_text().count("\n") >= 1:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the search finished before it could be killed"
+    saved = checkpoint.read_text().splitlines()
+    assert md5(nodes) == first  # the kill left the previous artifact whole, never a partial one
+
+    run(command, project)
+    rows = read_artifact(project / "data/nodes/1", TreeNode)
+    for line in saved:
+        tree = [TreeNode.model_validate(r) for r in json.loads(line)]
+        assert [r for r in rows if r.tree_id == tree[0].tree_id] == tree  # finished trees kept as they were
+    seeds = [p for p in read_artifact(project / "data/prompts", SeedPrompt) if p.split == "iter_1"]
+    assert len({r.tree_id for r in rows}) == len(seeds)
+    assert sum(r.parent_id is None for r in rows) == len(seeds)
+    assert not checkpoint.parent.exists()  # removed once the artifact is complete
