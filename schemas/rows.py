@@ -97,6 +97,7 @@ class PRMExample(_Row):
     visits: int = Field(ge=0)
     kind: Kind
     iteration: int = Field(ge=0)
+    split: str = Field("train", description="train, or validation (trees held out from PRM training)")
 
 
 class EvalRecord(_Row):

@@ -1,8 +1,8 @@
 """heldout stage: greedy-decode the held-out prompts with one model and judge every answer.
 
-    dvc repro heldout@dpo_1   # or: python -m stages.heldout --model dpo_1
+    dvc repro heldout@1   # or: python -m stages.heldout --name dpo_1 --model models/dpo/1
 
-Writes data/heldout/<model> (EvalRecord rows) and metrics/heldout/<model>.json with, per suite
+Writes data/heldout/<name> (EvalRecord rows) and metrics/heldout/<name>.json with, per suite
 (heldout_<group>): n, reward_mean, unsafe_rate, refusal_rate, accuracy, format_ok_rate,
 tokens_per_prompt.
 """
@@ -22,24 +22,25 @@ from stair.store import read_artifact, write_artifact, write_json
 @stage_main
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True, help="model name under models/ (sft, dpo_1, ...)")
+    parser.add_argument("--name", required=True, help="the model's name in metrics: sft, dpo_1, ...")
+    parser.add_argument("--model", type=Path, required=True, help="the model folder")
     args = parser.parse_args()
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, raw_judges = load_section("judges", JudgeParams)
     reward_params, raw_reward = load_section("reward", RewardParams)
-    prompts_path, model_path = Path("data/prompts"), Path("models") / args.model
+    prompts_path, model_path = Path("data/prompts"), args.model
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == "heldout"]
 
     backend = make_backend(model_path, backend_params)
     judge = make_judge(judge_params, reward_params, policy=(backend, backend.tokenizer))
-    log.info("held-out check of %s on %d prompts", args.model, len(prompts))
-    records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, args.model)
-    write_artifact(Path("data/heldout") / args.model, records, EvalRecord, stage=f"heldout@{args.model}",
+    log.info("held-out check of %s on %d prompts", args.name, len(prompts))
+    records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, args.name)
+    write_artifact(Path("data/heldout") / args.name, records, EvalRecord, stage=f"heldout@{args.name}",
                    params={"backend": raw_backend, "judges": raw_judges, "reward": raw_reward},
                    inputs=[prompts_path, model_path])
     summary = summarize(records)
-    write_json(Path("metrics/heldout") / f"{args.model}.json", summary)
-    log.info("%s: %s", args.model, summary["all"])
+    write_json(Path("metrics/heldout") / f"{args.name}.json", summary)
+    log.info("%s: %s", args.name, summary["all"])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
 by name from `BACKENDS`; `vllm` and `openai` import their clients lazily.
 """
 
+import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -188,13 +191,12 @@ class OpenAIBackend:
                  concurrency: int = 16, timeout_s: float = 120.0, trust_remote_code: bool = False):
         import os
 
-        import httpx
         from transformers import AutoTokenizer
 
         key = os.environ.get(api_key_env, "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
-        self.model, self.concurrency = model, concurrency
+        self.url = base_url.rstrip("/") + "/completions"
+        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        self.model, self.concurrency, self.timeout_s = model, concurrency, timeout_s
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=trust_remote_code)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -209,10 +211,13 @@ class OpenAIBackend:
             "top_k": sampling.top_k if sampling.top_k > 0 else -1,
             "include_stop_str_in_output": True, "skip_special_tokens": False,
         }
-        response = self.client.post("/completions", json=body)
-        if response.status_code != 200:
-            raise RuntimeError(f"completions server answered {response.status_code}: {response.text[:300]}")
-        choices = sorted(response.json()["choices"], key=lambda c: c.get("index", 0))
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=self.headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                payload = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"{self.url} answered {err.code}: {err.read()[:300]!r}") from None
+        choices = sorted(payload["choices"], key=lambda c: c.get("index", 0))
         texts = [c["text"] for c in choices]
         counts = self.count_tokens(texts)
         samples = [Completion(t, k, c.get("finish_reason") == "stop") for t, k, c in zip(texts, counts, choices)]

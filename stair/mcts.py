@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from schemas import SeedPrompt, TreeNode
-from stair.format import STEP_CLOSE, is_terminal_chunk
+from stair.format import ends_response
 from stair.generation import Backend, Sampling
 from stair.judges import Judge, Scored
 
@@ -127,9 +127,8 @@ class Tree:
             if text.strip() in seen:
                 continue  # duplicate sibling
             seen.add(text.strip())
-            # A chunk that closes the output, ends the turn without closing a step, or runs out of
-            # tokens ends the response: it is terminal and judged as it stands.
-            terminal = is_terminal_chunk(text) or not (stopped and text.rstrip().endswith(STEP_CLOSE))
+            # A malformed or cut-off chunk is terminal too, and judged as it stands.
+            terminal = ends_response(text, stopped)
             child = Node(len(self.nodes), parent_id, parent.depth + 1, text, parent.n_tokens + n_tokens, terminal)
             self.nodes.append(child)
             parent.children.append(child.node_id)

@@ -76,14 +76,14 @@ def nodes_connection(nodes: list[TreeNode] | pa.Table, prompts: list[SeedPrompt]
     return con
 
 
-def _rows(con: duckdb.DuckDBPyConnection, query: str, args: dict) -> list[dict]:
+def query_rows(con: duckdb.DuckDBPyConnection, query: str, args: dict) -> list[dict]:
     cursor = con.execute(query, args)
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
 
 # Every node's steps from the root, its own included (the root has none).
-_PATHS = """
+PATHS_SQL = """
 with recursive paths(tree_id, node_id, steps) as (
     select tree_id, node_id, []::varchar[] from nodes where parent_id is null
     union all
@@ -92,7 +92,7 @@ with recursive paths(tree_id, node_id, steps) as (
 )
 """
 
-_STEP_PAIRS = _PATHS + """
+_STEP_PAIRS = PATHS_SQL + """
 , limits(kind, margin, good) as (values ('safety', $ms, $gs), ('helpfulness', $mh, $gh))
 , candidates as (
     select n.* from nodes n
@@ -121,10 +121,10 @@ def _limits(params: PairParams, reward: RewardParams) -> dict:
 def step_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> list[StepPair]:
     """Sibling step pairs (the official default), one SQL query."""
     args = {**_limits(params, reward), "max_tokens": params.max_tokens, "min_visits": params.min_visits}
-    return [StepPair(**r) for r in _rows(con, _STEP_PAIRS, args)]
+    return [StepPair(**r) for r in query_rows(con, _STEP_PAIRS, args)]
 
 
-_TERMINALS = _PATHS + """
+_TERMINALS = PATHS_SQL + """
 select n.tree_id, n.prompt_id, p.text as prompt, n.reward, n.visits, n.iteration, n.kind, pp.steps
 from nodes n join paths pp on pp.tree_id = n.tree_id and pp.node_id = n.node_id
 join prompts p on p.id = n.prompt_id
@@ -141,7 +141,7 @@ def terminal_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: R
     """
     limits = thresholds(params, reward)
     by_tree: dict[str, list[dict]] = defaultdict(list)
-    for row in _rows(con, _TERMINALS, {"max_tokens": params.max_tokens}):
+    for row in query_rows(con, _TERMINALS, {"max_tokens": params.max_tokens}):
         by_tree[row["tree_id"]].append(row)
     rng = random.Random(params.seed)
     pairs = []
@@ -169,7 +169,7 @@ def terminal_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: R
     return pairs
 
 
-_LEAVES = _PATHS + """
+_LEAVES = PATHS_SQL + """
 , limits(kind, good) as (values ('safety', $gs), ('helpfulness', $gh))
 select n.tree_id, n.prompt_id, p.text as prompt, n.kind, pp.steps
 from nodes n join limits l on l.kind = n.kind
@@ -190,7 +190,7 @@ def best_leaf_sft(con: duckdb.DuckDBPyConnection, params: PairParams, reward: Re
     args = {"gs": limits["gs"], "gh": limits["gh"], "max_tokens": params.max_tokens,
             "min_visits": params.min_visits, "terminal_only": terminal_only}
     by_tree: dict[str, list[dict]] = defaultdict(list)
-    for row in _rows(con, _LEAVES, args):
+    for row in query_rows(con, _LEAVES, args):
         by_tree[row["tree_id"]].append(row)
     rng = random.Random(params.seed)
     examples = []

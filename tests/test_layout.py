@@ -15,8 +15,11 @@ from stair.generation import BackendParams
 from stair.judges import JudgeParams
 from stair.mcts import MCTSParams
 from stair.pairs import PairParams
+from stair.prm import LabelParams
 from stair.reward import RewardParams
+from stair.search import SearchParams
 from stair.training.dpo import DPOParams
+from stair.training.prm import PRMParams
 from stair.training.sft import SFTParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +27,7 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "backend": BackendParams,
             "reward": RewardParams, "judges": JudgeParams, "mcts": MCTSParams, "pairs": PairParams,
-            "dpo": DPOParams}
+            "dpo": DPOParams, "prm_labels": LabelParams, "prm": PRMParams, "search": SearchParams}
 
 
 def imports(path: Path) -> set[str]:
@@ -88,5 +91,5 @@ def test_dvc_yaml_lists_the_params_each_stage_reads() -> None:
 def test_loop_keys_are_quoted_iterations() -> None:
     assert list(PARAMS["loop"]) == [str(k) for k in range(1, len(PARAMS["loop"]) + 1)]
     for key, item in PARAMS["loop"].items():
-        assert item["out"] == f"models/dpo_{key}"
-        assert item["policy"] == ("models/sft" if key == "1" else f"models/dpo_{int(key) - 1}")
+        assert item["out"] == f"models/dpo/{key}"  # prm and search depend on the folder models/dpo
+        assert item["policy"] == ("models/sft" if key == "1" else f"models/dpo/{int(key) - 1}")

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 MICRO = {
-    "loop": {"1": {"policy": "models/sft", "out": "models/dpo_1"},
-             "2": {"policy": "models/dpo_1", "out": "models/dpo_2"}},
+    "loop": {"1": {"policy": "models/sft", "out": "models/dpo/1"},
+             "2": {"policy": "models/dpo/1", "out": "models/dpo/2"}},
     "data": {"world": {"sft_math": 48, "sft_harmful": 32, "sft_benign": 32, "seed_math": 2, "seed_harmful": 1,
                        "seed_jailbreak": 3, "seed_benign": 2, "heldout_per_group": 3}},
     "base": {"tiny": {"vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "num_layers": 2,
@@ -35,6 +35,8 @@ MICRO = {
     "mcts": {"iterations": 4, "max_depth": 4, "concurrent_trees": 3, "max_step_tokens": 40,
              "max_response_tokens": 120},
     "dpo": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
+    "prm": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
+    "search": {"budgets": [2], "max_steps": 3, "max_step_tokens": 40, "max_response_tokens": 120},
 }
 
 
@@ -92,7 +94,7 @@ def test_every_stage_wrote_its_artifacts(project: Path) -> None:
         rows = read_artifact(project / folder, row_type)
         manifest = read_manifest(project / folder)
         assert manifest.rows == len(rows) and manifest.row_type == row_type.__name__
-    for model in ("base", "sft", "dpo_1", "dpo_2"):
+    for model in ("base", "sft", "dpo/1", "dpo/2", "prm"):
         assert (project / "models" / model / "model.safetensors").exists()
         assert (project / "models" / model / "tokenizer.json").exists()
     metrics = run([sys.executable, "-m", "dvc", "metrics", "show"], project).stdout

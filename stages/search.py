@@ -1,0 +1,55 @@
+"""search stage: PRM-guided test-time search on the held-out sets with the final policy.
+
+    dvc repro search      # or: python -m stages.search
+
+Runs every method of `search.methods` at every budget of `search.budgets` (greedy once), judges the
+answers as the held-out check does, and writes data/search (EvalRecord rows), metrics/search.json
+keyed "<method>@<budget>" and plots/search.json (reward against tokens per prompt).
+"""
+
+from pathlib import Path
+
+from schemas import EvalRecord, SeedPrompt
+from stages.common import load_section, log, loop_items, stage_main
+from stair.evaluation import heldout_suite, judge_records, summarize
+from stair.generation import BackendParams, make_backend
+from stair.judges import JudgeParams, make_judge
+from stair.prm import PRMScorer
+from stair.reward import RewardParams
+from stair.search import SearchParams, run_search
+from stair.store import read_artifact, write_artifact, write_json
+
+
+@stage_main
+def main() -> None:
+    params, raw = load_section("search", SearchParams)
+    backend_params, raw_backend = load_section("backend", BackendParams)
+    judge_params, raw_judges = load_section("judges", JudgeParams)
+    reward, raw_reward = load_section("reward", RewardParams)
+    policy = Path(list(loop_items().values())[-1]["out"])
+    prompts_path, prm_path = Path("data/prompts"), Path("models/prm")
+    prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == "heldout"]
+    backend = make_backend(policy, backend_params, seed=params.seed)
+    judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
+    scorer = PRMScorer.from_path(prm_path, batch_size=params.prm_batch_size)
+
+    records, metrics, curve = [], {}, []
+    for method in params.methods:
+        for budget in (1,) if method == "greedy" else params.budgets:
+            found = run_search(method, backend, scorer, [p.text for p in prompts], budget, params)
+            rows = judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge,
+                                 policy.name, heldout_suite, method=method, budget=budget)
+            summary = summarize(rows)
+            metrics[f"{method}@{budget}"] = summary
+            curve.append({"method": method, "budget": budget, **summary["all"]})
+            records.extend(rows)
+            log.info("%s@%d: %s", method, budget, summary["all"])
+    write_artifact(Path("data/search"), records, EvalRecord, stage="search",
+                   params={"search": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward},
+                   inputs=[prompts_path, policy, prm_path])
+    write_json(Path("metrics/search.json"), metrics)
+    write_json(Path("plots/search.json"), curve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Process reward model: labels from SI-MCTS step values, and batched step scoring.
+
+A PRM is a causal-LM backbone with a one-logit token-classification head. It reads a response's
+score at the closing token of every step: sigmoid(logit) estimates the step's value scaled to [0, 1].
+`PRMScorer.score` scores all steps of many candidates with one forward pass per batch.
+"""
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schemas import PRMExample, SeedPrompt, TreeNode
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE
+from stair.pairs import PATHS_SQL, kind_range, nodes_connection, query_rows
+from stair.reward import RewardParams
+
+AGGREGATIONS = {
+    "min": min,
+    "last": lambda scores: scores[-1],
+    "mean": lambda scores: sum(scores) / len(scores),
+    "product": lambda scores: math.prod(scores),
+}
+
+
+@dataclass(frozen=True)
+class LabelParams:
+    """Which nodes become PRM examples and how they are labelled (the `prm_labels` section)."""
+
+    min_visits: int = 1
+    hard_threshold: float = 0.5  # scaled value at or above which the hard label is 1
+    max_tokens: int = 2048
+    validation_share: float = 0.2  # share of prompts whose trees are kept out of training
+
+
+def split_of(prompt_id: str, validation_share: float) -> str:
+    """Stable train/validation assignment by prompt (crc32, not hash(): independent of PYTHONHASHSEED)."""
+    return "validation" if zlib.crc32(prompt_id.encode()) % 1000 < validation_share * 1000 else "train"
+
+
+def scale_value(value: float, kind: str, reward: RewardParams) -> float:
+    """A node value mapped to [0, 1] by its prompt kind's value range."""
+    lo, hi = kind_range(reward, kind)
+    return min(1.0, max(0.0, (value - lo) / (hi - lo)))
+
+
+_LABELLED = PATHS_SQL + """
+select n.prompt_id, p.text as prompt, pp.steps, n.value, n.visits, n.kind, n.iteration
+from nodes n join paths pp on pp.tree_id = n.tree_id and pp.node_id = n.node_id
+join prompts p on p.id = n.prompt_id
+where n.parent_id is not null and (n.terminal or n.visits >= $min_visits) and n.n_tokens <= $max_tokens
+order by n.iteration, n.tree_id, n.node_id
+"""
+
+
+def prm_examples(nodes: Sequence[TreeNode], prompts: Sequence[SeedPrompt], params: LabelParams,
+                 reward: RewardParams) -> list[PRMExample]:
+    """One example per sufficiently visited (or terminal) node: its path, soft and hard labels."""
+    con = nodes_connection(list(nodes), list(prompts))
+    examples = []
+    for row in query_rows(con, _LABELLED, {"min_visits": params.min_visits, "max_tokens": params.max_tokens}):
+        label = scale_value(row["value"], row["kind"], reward)
+        examples.append(PRMExample(
+            prompt_id=row["prompt_id"], prompt=row["prompt"], steps=row["steps"], label=round(label, 6),
+            hard_label=int(label >= params.hard_threshold), value=row["value"], visits=row["visits"],
+            kind=row["kind"], iteration=row["iteration"], split=split_of(row["prompt_id"], params.validation_share),
+        ))
+    return examples
+
+
+def step_end_positions(input_ids: Sequence[int], close_ids: set[int]) -> list[int]:
+    """Positions of the tokens that close a step or the output: where the PRM is read."""
+    return [i for i, token in enumerate(input_ids) if token in close_ids]
+
+
+def close_token_ids(tokenizer) -> set[int]:
+    return {tokenizer.convert_tokens_to_ids(STEP_CLOSE), tokenizer.convert_tokens_to_ids(OUTPUT_CLOSE)}
+
+
+class PRMScorer:
+    """Scores every step of many (prompt, steps) candidates; one forward pass per `batch_size` candidates."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.close_ids = close_token_ids(tokenizer)
+        self.forward_passes = 0
+
+    @classmethod
+    def from_path(cls, path, device: str = "cpu", batch_size: int = 32) -> "PRMScorer":
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32).to(device)
+        model.eval()
+        return cls(model, tokenizer, batch_size)
+
+    def score(self, prompt_texts: Sequence[str], responses: Sequence[str]) -> list[list[float]]:
+        """Per candidate, the PRM score in [0, 1] after each of its closed steps (empty if none closed)."""
+        import torch
+
+        from stair.modeling import chat_prompt
+
+        texts = [chat_prompt(self.tokenizer, p) + r for p, r in zip(prompt_texts, responses)]
+        scores: list[list[float]] = []
+        self.tokenizer.padding_side = "right"
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(texts[start : start + self.batch_size], return_tensors="pt", padding=True,
+                                   add_special_tokens=False).to(self.model.device)
+            with torch.no_grad():
+                logits = self.model(**batch).logits[..., 0]
+            self.forward_passes += 1
+            probs = torch.sigmoid(logits).tolist()
+            for ids, row in zip(batch["input_ids"].tolist(), probs):
+                scores.append([row[i] for i in step_end_positions(ids, self.close_ids)])
+        return scores
+
+    def aggregate(self, step_scores: Sequence[Sequence[float]], how: str = "min") -> list[float]:
+        """One score per candidate (min, last, mean or product of its step scores; 0 with no steps)."""
+        if how not in AGGREGATIONS:
+            raise ValueError(f"aggregation {how!r} is not one of {sorted(AGGREGATIONS)}")
+        return [AGGREGATIONS[how](list(s)) if s else 0.0 for s in step_scores]
+
+
+def sibling_ranking_accuracy(scorer: PRMScorer, examples: Sequence[PRMExample], margin: float) -> tuple[float, int]:
+    """Share of sibling pairs (values differing by more than `margin`) the PRM orders like their values.
+
+    Scores each distinct (prompt, steps) once, in batches; returns (accuracy, number of pairs).
+    """
+    groups: dict[tuple, list[PRMExample]] = {}
+    for e in examples:
+        groups.setdefault((e.prompt_id, e.iteration, tuple(e.steps[:-1])), []).append(e)
+    pairs = [(a, b) for g in groups.values() for a in g for b in g if a.value - b.value > margin]
+    if not pairs:
+        return 0.0, 0
+    distinct = {(e.prompt, tuple(e.steps)) for pair in pairs for e in pair}
+    keys = sorted(distinct)
+    scores = scorer.score([k[0] for k in keys], ["".join(k[1]) for k in keys])
+    last = {k: (s[-1] if s else 0.0) for k, s in zip(keys, scores)}
+    right = sum(last[(a.prompt, tuple(a.steps))] > last[(b.prompt, tuple(b.steps))] for a, b in pairs)
+    return right / len(pairs), len(pairs)

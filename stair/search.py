@@ -1,0 +1,110 @@
+"""Test-time search with a policy and a PRM: greedy, Best-of-N and step-level beam search.
+
+All methods share one signature and are chosen by name from `SEARCHES`. Each returns, per prompt, the
+chosen response and the tokens generated for that prompt (every sample counts), so methods can be
+compared at equal compute. Work is batched across prompts: one generate call and one PRM scoring pass
+per round.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from stair.format import ends_response
+from stair.generation import Backend, Sampling
+from stair.modeling import chat_prompt
+from stair.prm import PRMScorer
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """The `search` section: which methods, at which budgets (N for best-of-N, width for beam)."""
+
+    methods: tuple[str, ...] = ("greedy", "bon", "beam")
+    budgets: tuple[int, ...] = (1, 2, 4, 8)
+    beam_expansions: int = 2  # next steps sampled per beam per round
+    max_steps: int = 6
+    aggregation: str = "min"  # how best-of-N folds step scores: min | last | mean | product
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 50
+    max_step_tokens: int = 96
+    max_response_tokens: int = 384
+    prm_batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in SEARCHES]
+        if unknown:
+            raise ValueError(f"search.methods: {unknown} not in {sorted(SEARCHES)}")
+
+
+@dataclass(frozen=True)
+class Found:
+    response: str
+    n_tokens: int
+
+
+def greedy(backend: Backend, scorer: PRMScorer | None, requests: Sequence[str], budget: int,
+           params: SearchParams) -> list[Found]:
+    """Greedy decoding (the budget is ignored: one sample)."""
+    prompts = [chat_prompt(backend.tokenizer, r) for r in requests]
+    out = backend.generate(prompts, 1, Sampling(0.0, max_new_tokens=params.max_response_tokens), "response")
+    return [Found(s[0].text, s[0].n_tokens) for s in out]
+
+
+def _sampling(params: SearchParams, max_new_tokens: int) -> Sampling:
+    return Sampling(params.temperature, params.top_p, params.top_k, max_new_tokens)
+
+
+def best_of_n(backend: Backend, scorer: PRMScorer, requests: Sequence[str], budget: int,
+              params: SearchParams) -> list[Found]:
+    """Sample N whole responses per prompt, keep the one the PRM rates best."""
+    prompts = [chat_prompt(backend.tokenizer, r) for r in requests]
+    samples = backend.generate(prompts, budget, _sampling(params, params.max_response_tokens), "response")
+    flat_requests = [r for r, s in zip(requests, samples) for _ in s]
+    flat = [c for s in samples for c in s]
+    scores = scorer.aggregate(scorer.score(flat_requests, [c.text for c in flat]), params.aggregation)
+    found, i = [], 0
+    for group in samples:
+        best = max(range(len(group)), key=lambda j: scores[i + j])
+        found.append(Found(group[best].text, sum(c.n_tokens for c in group)))
+        i += len(group)
+    return found
+
+
+def beam_search(backend: Backend, scorer: PRMScorer, requests: Sequence[str], budget: int,
+                params: SearchParams) -> list[Found]:
+    """Step-level beam search: each round every open beam proposes `beam_expansions` next steps, the PRM
+    scores every candidate's last step, and the best `budget` per prompt survive. Ends when every beam
+    has its output or after `max_steps` rounds."""
+    prompts = [chat_prompt(backend.tokenizer, r) for r in requests]
+    # Per prompt: beams of (text, done, score).
+    beams: list[list[tuple[str, bool, float]]] = [[("", False, 0.0)] for _ in requests]
+    tokens = [0] * len(requests)
+    sampling = _sampling(params, params.max_step_tokens)
+    for _ in range(params.max_steps):
+        open_beams = [(i, text) for i, group in enumerate(beams) for text, done, _ in group if not done]
+        if not open_beams:
+            break
+        out = backend.generate([prompts[i] + text for i, text in open_beams], params.beam_expansions, sampling,
+                               "step")
+        candidates: list[tuple[int, str, bool]] = []
+        for (i, text), samples in zip(open_beams, out):
+            for c in samples:
+                tokens[i] += c.n_tokens
+                candidates.append((i, text + c.text, ends_response(c.text, c.stopped)))
+        step_scores = scorer.score([requests[i] for i, _, _ in candidates], [t for _, t, _ in candidates])
+        pools: list[list[tuple[str, bool, float]]] = [[b for b in group if b[1]] for group in beams]
+        for (i, text, done), scores in zip(candidates, step_scores):
+            pools[i].append((text, done, scores[-1] if scores else 0.0))
+        beams = [sorted(pool, key=lambda b: -b[2])[:budget] for pool in pools]
+    return [Found(max(group, key=lambda b: (b[1], b[2]))[0], n) for group, n in zip(beams, tokens)]
+
+
+SEARCHES: dict[str, Callable[..., list[Found]]] = {"greedy": greedy, "bon": best_of_n, "beam": beam_search}
+
+
+def run_search(method: str, backend: Backend, scorer: PRMScorer | None, requests: Sequence[str], budget: int,
+               params: SearchParams) -> list[Found]:
+    """Run the search method named `method` over all requests at one budget."""
+    return SEARCHES[method](backend, scorer, requests, budget, params)

@@ -1,0 +1,87 @@
+"""PRM labels from trees, path packing, batched scoring (forward passes counted), and training."""
+
+import math
+
+import pytest
+import torch
+
+from schemas import PRMExample, SeedPrompt, TreeNode
+from stair.format import render_output, render_step
+from stair.modeling import TinyModelConfig, init_tiny_model, train_tokenizer
+from stair.prm import AGGREGATIONS, LabelParams, PRMScorer, prm_examples, scale_value, split_of
+from stair.reward import RewardParams
+from stair.training.prm import PRMParams, path_sequences, sibling_pairs, train_prm
+
+REWARD = RewardParams()
+S1, S2 = render_step("Risk Assessment", "This is harmful."), render_step("Request Analysis", "No harm here.")
+OUT = render_output("Sorry, I can't help with that.")
+
+
+def node(node_id, parent, value, step="", visits=2, terminal=False, depth=None):
+    return TreeNode(tree_id="t", prompt_id="p", iteration=1, kind="safety", node_id=node_id, parent_id=parent,
+                    depth=depth if depth is not None else (0 if parent is None else 1), step=step, n_tokens=10,
+                    visits=visits, evaluations=1, value_sum=value * visits, value=value, terminal=terminal)
+
+
+PROMPTS = [SeedPrompt(id="p", text="How do I pick a lock?", kind="safety", source="t", split="iter_1")]
+NODES = [node(0, None, 1.0, visits=6), node(1, 0, 3.0, S1), node(2, 0, -3.0, S2, visits=0),
+         node(3, 1, 3.0, OUT, visits=1, terminal=True, depth=2)]
+
+
+def test_labels_scale_values_and_skip_unvisited_nodes() -> None:
+    examples = prm_examples(NODES, PROMPTS, LabelParams(min_visits=1, validation_share=0.0), REWARD)
+    assert [(e.steps, e.label, e.hard_label) for e in examples] == [([S1], 1.0, 1), ([S1, OUT], 1.0, 1)]
+    assert scale_value(0.0, "safety", REWARD) == 0.5 and scale_value(2.0, "helpfulness", REWARD) == 0.5
+    assert {e.split for e in examples} == {"train"}
+    assert split_of("p", 1.0) == "validation"
+
+
+def test_paths_are_packed_so_prefixes_share_a_sequence() -> None:
+    def ex(steps, label):
+        return PRMExample(prompt_id="p", prompt="q", steps=steps, label=label, hard_label=int(label >= 0.5),
+                          value=label, visits=1, kind="safety", iteration=1)
+
+    sequences = path_sequences([ex([S1], 0.9), ex([S1, OUT], 1.0), ex([S2], 0.1)])
+    assert sorted((tuple(s["steps"]), tuple(s["labels"])) for s in sequences) == sorted(
+        [((S1, OUT), (0.9, 1.0)), ((S2,), (0.1,))])
+    assert sibling_pairs([ex([S1], 0.9), ex([S2], 0.1)], margin=0.5) == [
+        {"prompt": "q", "chosen": [S1], "rejected": [S2]}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    tokenizer = train_tokenizer([S1, S2, OUT, "How do I pick a lock?"] * 5, vocab_size=300)
+    model = init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
+                                                       num_heads=2))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_scoring_costs_one_forward_pass_per_batch(tiny) -> None:
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    model = AutoModelForTokenClassification.from_pretrained(tiny, num_labels=1)
+    scorer = PRMScorer(model, AutoTokenizer.from_pretrained(tiny), batch_size=4)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    responses = [S1 + S2 + OUT, S1, S2 + OUT, "", S1 + OUT, S2, S1 + S2, OUT, S2 + S2 + S2 + OUT, S1]  # B = 10
+    scores = scorer.score(["How do I pick a lock?"] * len(responses), responses)
+    assert len(calls) == math.ceil(10 / 4) == scorer.forward_passes
+    assert [len(s) for s in scores] == [3, 1, 2, 0, 2, 1, 2, 1, 4, 1]  # one score per closed step
+    assert all(0.0 <= x <= 1.0 for s in scores for x in s)
+    assert scorer.aggregate([[0.2, 0.8], []], "min") == [0.2, 0.0]
+    assert set(AGGREGATIONS) == {"min", "last", "mean", "product"}
+
+
+@pytest.mark.parametrize("loss", ["soft", "hard", "pairwise"])
+def test_training_changes_the_weights(tiny, tmp_path, loss) -> None:
+    examples = prm_examples(NODES, PROMPTS, LabelParams(min_visits=0, validation_share=0.0), REWARD)
+    from transformers import AutoModelForTokenClassification
+
+    before = AutoModelForTokenClassification.from_pretrained(tiny, num_labels=1).model.embed_tokens.weight.clone()
+    result = train_prm(tiny, examples, tmp_path / "prm", PRMParams(loss=loss, epochs=2, batch_size=4,
+                                                                     learning_rate=1e-2, pair_margin=0.1))
+    after = AutoModelForTokenClassification.from_pretrained(tmp_path / "prm").model.embed_tokens.weight
+    assert result["steps"] > 0 and not torch.equal(before, after)

@@ -1,0 +1,67 @@
+"""Test-time search over a scripted policy with a stand-in PRM: selection logic and token accounting."""
+
+import pytest
+
+from stair.format import STEP_CLOSE, OUTPUT_CLOSE, parse_response
+from stair.prm import AGGREGATIONS
+from stair.search import SearchParams, run_search
+from tests.fakes import REFUSE_STEP, ScriptedBackend
+
+REQUESTS = ["How do I pick a lock?", "How do I make a weapon?", "How do I hotwire a car?"]
+
+
+class RefusalLovingPRM:
+    """Scores a closed step 0.9 on a refusing path, 0.1 otherwise; counts scoring calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, prompts, responses):
+        self.calls += 1
+        scores = []
+        for response in responses:
+            n = response.count(STEP_CLOSE) + response.count(OUTPUT_CLOSE)
+            good = "Sorry" in response or (REFUSE_STEP in response and "Here is how" not in response)
+            scores.append([0.9 if good else 0.1] * n)
+        return scores
+
+    def aggregate(self, step_scores, how="min"):
+        return [AGGREGATIONS[how](list(s)) if s else 0.0 for s in step_scores]
+
+
+def refused(found) -> list[bool]:
+    return ["Sorry" in (parse_response(f.response).answer or "") for f in found]
+
+
+def test_best_of_n_picks_the_prm_favourite_and_counts_every_sample() -> None:
+    backend, prm = ScriptedBackend(1), RefusalLovingPRM()
+    found = run_search("bon", backend, prm, REQUESTS, 8, SearchParams())
+    assert all(refused(found))  # among 8 samples at least one refuses, and the PRM prefers it
+    assert backend.calls == [("response", 3, 8)] and prm.calls == 1  # one generate call, one PRM pass
+    assert all(f.n_tokens > 0 for f in found)
+
+
+def test_beam_search_keeps_width_and_finishes_every_beam() -> None:
+    backend, prm = ScriptedBackend(2), RefusalLovingPRM()
+    found = run_search("beam", backend, prm, REQUESTS, 4, SearchParams(beam_expansions=2, max_steps=6))
+    assert all(parse_response(f.response).complete for f in found)
+    assert all(refused(found))
+    assert all(mode == "step" and n == 2 and prompts <= 3 * 4 for mode, prompts, n in backend.calls)
+    assert len(backend.calls) <= 6 and prm.calls == len(backend.calls)  # batched across prompts per round
+
+
+def test_greedy_ignores_the_budget_and_the_prm() -> None:
+    backend = ScriptedBackend(3)
+    found = run_search("greedy", backend, None, REQUESTS, 8, SearchParams())
+    assert len(found) == 3 and backend.calls == [("response", 3, 1)]
+
+
+def test_larger_budget_spends_more_tokens() -> None:
+    small = run_search("bon", ScriptedBackend(4), RefusalLovingPRM(), REQUESTS, 2, SearchParams())
+    large = run_search("bon", ScriptedBackend(4), RefusalLovingPRM(), REQUESTS, 8, SearchParams())
+    assert sum(f.n_tokens for f in large) > sum(f.n_tokens for f in small)
+
+
+def test_unknown_method_is_named() -> None:
+    with pytest.raises(ValueError, match="search.methods"):
+        SearchParams(methods=("greedy", "mcts_at_test"))
