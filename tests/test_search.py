@@ -2,7 +2,7 @@
 
 import pytest
 
-from stair.format import STEP_CLOSE, OUTPUT_CLOSE, parse_response
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE, parse_response
 from stair.prm import AGGREGATIONS
 from stair.search import SearchParams, run_search
 from tests.fakes import REFUSE_STEP, ScriptedBackend
