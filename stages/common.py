@@ -31,6 +31,12 @@ def load_section(section: str, cls: type[T]) -> tuple[T, dict]:
     return from_mapping(cls, raw, f"{PARAMS_FILE}: {section}"), raw
 
 
+def raw_sections(*names: str) -> dict:
+    """Sections of params.yaml as plain mappings, for stages that only report them."""
+    params = read_params()
+    return {name: params.get(name) or {} for name in names}
+
+
 def loop_items() -> dict:
     """The SI-MCTS/DPO iterations, listed once in params.yaml (`loop`: iteration -> policy and out)."""
     items = read_params().get("loop") or {}

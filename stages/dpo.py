@@ -2,17 +2,31 @@
 
     dvc repro dpo@1       # or: python -m stages.dpo --it 1 --policy models/sft --out models/dpo_1
 
-Trains the iteration's policy on data/pairs/<it> against the reference (the policy itself by
-default, or the SFT model); writes the new model, metrics/dpo/<it>.json and plots/dpo/<it>.json.
+Trains the iteration's policy on data/pairs/<it> (or on `dpo.pairs`, e.g. hub:<repo>:pairs_{it}) against
+the reference (the policy itself by default, or the SFT model); writes the new model,
+metrics/dpo/<it>.json and plots/dpo/<it>.json.
 """
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import StepPair
 from stages.common import load_section, log, stage_main
-from stair.store import read_artifact, write_json
+from stair.hub import load_rows
+from stair.store import write_json
 from stair.training.dpo import DPOParams, train_step_dpo
+
+
+@dataclass(frozen=True)
+class DPOStageParams(DPOParams):
+    # "" = data/pairs/<it>; else hub:<repo>:<config>[@rev], <published folder>:<config> or an artifact folder
+    # ('{it}' becomes the iteration)
+    pairs: str = ""
+
+
+def stage_pairs(params: DPOStageParams, it: int) -> tuple[list[StepPair], dict]:
+    return load_rows(params.pairs.replace("{it}", str(it)), StepPair, Path(f"data/pairs/{it}"))
 
 
 @stage_main
@@ -22,12 +36,12 @@ def main() -> None:
     parser.add_argument("--policy", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    params, _ = load_section("dpo", DPOParams)
-    pairs = read_artifact(Path(f"data/pairs/{args.it}"), StepPair)
+    params, _ = load_section("dpo", DPOStageParams)
+    pairs, source = stage_pairs(params, args.it)
     reference = args.policy if params.reference == "policy" else Path("models/sft")
     result = train_step_dpo(args.policy, reference, pairs, args.out, params)
     write_json(Path(f"plots/dpo/{args.it}.json"), result.pop("history"))
-    write_json(Path(f"metrics/dpo/{args.it}.json"), result)
+    write_json(Path(f"metrics/dpo/{args.it}.json"), {**result, **({"pairs_source": source} if source else {})})
     log.info("iteration %d: %s", args.it, result)
 
 

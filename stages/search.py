@@ -11,7 +11,7 @@ from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
 from stages.common import load_section, log, loop_items, stage_main
-from stair.evaluation import heldout_suite, judge_records, summarize
+from stair.evaluation import first_per_group, heldout_suite, judge_records, summarize
 from stair.generation import BackendParams, make_backend
 from stair.judges import JudgeParams, make_judge
 from stair.prm import PRMScorer
@@ -29,6 +29,8 @@ def main() -> None:
     policy = Path(list(loop_items().values())[-1]["out"])
     prompts_path, prm_path = Path("data/prompts"), Path("models/prm")
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == "heldout"]
+    if params.per_suite:
+        prompts = first_per_group(prompts, params.per_suite)
     backend = make_backend(policy, backend_params, seed=params.seed)
     judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
     scorer = PRMScorer.from_path(prm_path, batch_size=params.prm_batch_size)

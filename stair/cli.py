@@ -1,4 +1,4 @@
-"""The `stair` command: query artifacts with SQL, and (more subcommands) try models by hand."""
+"""The `stair` command: query artifacts with SQL, try a model by hand, evaluate a model on a file."""
 
 import argparse
 import sys
@@ -33,6 +33,88 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from stair.format import parse_response
+    from stair.generation import BackendParams, make_backend
+    from stair.prm import PRMScorer
+    from stair.search import SearchParams, run_search
+
+    backend = make_backend(args.model, BackendParams(), seed=args.seed)
+    scorer = PRMScorer.from_path(args.prm) if args.prm else None
+    if args.search != "greedy" and scorer is None:
+        print("error: --search bon/beam needs --prm PATH", file=sys.stderr)
+        return 2
+    (found,) = run_search(args.search, backend, scorer, [args.prompt], args.width, SearchParams())
+    print(found.response)
+    if args.verbose:
+        parsed = parse_response(found.response)
+        print(f"\n[{found.n_tokens} tokens generated; format ok: {parsed.format_ok}; issues: {parsed.issues}]")
+        if scorer is not None:
+            (scores,) = scorer.score([args.prompt], [found.response])
+            for step, score in zip([s.title or "(untitled)" for s in parsed.steps] + ["output"], scores):
+                print(f"  PRM {score:.3f}  {step}")
+    return 0
+
+
+def _columns(text: str) -> dict:
+    """'text=prompt,expected_behavior=label' -> {'text': 'prompt', 'expected_behavior': 'label'}."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError("columns look like field=column,field=column")
+    return dict(pairs)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from schemas import EvalRecord
+    from stair.benchmarks import LOADERS, load_benchmark
+    from stair.evaluation import add_goodness, evaluate_greedy, summarize
+    from stair.generation import BackendParams, make_backend
+    from stair.judges import JudgeParams, make_judge
+    from stair.reward import RewardParams
+    from stair.store import ArtifactError, write_artifact
+
+    loader = args.suite if args.suite in LOADERS and not args.columns else "generic"
+    options = {"columns": args.columns, "suite": args.suite} if loader == "generic" else {}
+    try:
+        prompts = load_benchmark(loader, args.path, limit=args.limit, seed=args.seed, **options)
+    except ArtifactError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    prompts = [p.model_copy(update={"split": args.suite}) for p in prompts]
+    backend = make_backend(args.model, BackendParams(), seed=args.seed)
+    judge = make_judge(JudgeParams(), RewardParams(), policy=(backend, backend.tokenizer))
+    records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, Path(args.model).name,
+                              suite_of=lambda p: p.split)
+    summary = summarize(records)
+    add_goodness(summary, records, "refusal")
+    if args.out:
+        write_artifact(args.out, records, EvalRecord, stage="stair eval",
+                       params={"suite": args.suite, "path": args.path, "limit": args.limit}, inputs=[Path(args.path)]
+                       if Path(args.path).exists() else [])
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from schemas import ROW_TYPES
+    from stair.hub import HubRef, HubUnavailable, pull_to_artifact
+    from stair.store import ArtifactError
+
+    if Path(args.repo_id).exists():  # a published folder on disk
+        source = f"{args.repo_id}:{args.config}" if args.config else args.repo_id
+    else:
+        source = HubRef(args.repo_id, args.config, args.revision)
+    try:
+        manifest = pull_to_artifact(source, args.out, ROW_TYPES[args.row_type] if args.row_type else None)
+    except (ArtifactError, HubUnavailable) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{manifest.rows} {manifest.row_type} rows -> {args.out} (revision {manifest.extra.get('hub_revision')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stair", description="STAIR pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +133,41 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-rows", type=int, default=40)
     query.add_argument("--max-width", type=int, default=160)
     query.set_defaults(func=cmd_query)
+
+    generate = sub.add_parser("generate", help="answer one prompt with a model (optionally PRM-guided search)")
+    generate.add_argument("prompt")
+    generate.add_argument("--model", required=True, type=Path)
+    generate.add_argument("--prm", type=Path)
+    generate.add_argument("--search", choices=["greedy", "bon", "beam"], default="greedy")
+    generate.add_argument("--width", type=int, default=4, help="N for best-of-N, beam width for beam")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--verbose", action="store_true", help="show the PRM score of every step")
+    generate.set_defaults(func=cmd_generate)
+
+    evaluate = sub.add_parser("eval", help="evaluate one model on one benchmark file, outside the pipeline",
+                              epilog="example: stair eval --model models/sft --suite mine --path my.jsonl "
+                                     "--columns text=question,expected_behavior=should")
+    evaluate.add_argument("--model", required=True, type=Path)
+    evaluate.add_argument("--suite", required=True, help="a known benchmark (xstest, advbench, harmbench, "
+                          "strongreject, gsm8k, math500) or any name together with --columns")
+    evaluate.add_argument("--path", required=True, help="a local file or hub:<repo_id>")
+    evaluate.add_argument("--columns", type=_columns, default=None,
+                          help="field=column pairs for a file in another layout (fields: text, kind, "
+                          "expected_behavior, ground_truth, category, id)")
+    evaluate.add_argument("--limit", type=int)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", type=Path, help="also write the judged records as an artifact folder")
+    evaluate.set_defaults(func=cmd_eval)
+
+    pull = sub.add_parser("pull", help="download a published dataset config, validate every row, save it as an "
+                          "artifact (the resolved revision goes into its manifest)")
+    pull.add_argument("repo_id", help="a Hub dataset id, or a local published folder")
+    pull.add_argument("--config", help="e.g. pairs_1, sft, prompts")
+    pull.add_argument("--revision")
+    pull.add_argument("--row-type", choices=["SeedPrompt", "SFTExample", "TreeNode", "StepPair", "PRMExample",
+                                             "EvalRecord"], help="default: inferred from the columns and names")
+    pull.add_argument("--out", type=Path, required=True)
+    pull.set_defaults(func=cmd_pull)
     return parser
 
 

@@ -121,18 +121,25 @@ def load_prompts(source: str, columns: dict, split_name: str = "", hub_split: st
     return validate_rows(map_prompts(records, name, columns, split_name), SeedPrompt, name), facts
 
 
+def map_sft(records: list[dict], source: str, columns: dict) -> list[dict]:
+    """Records (STAIR-SFT layout or mapped columns) -> SFTExample fields (unvalidated)."""
+    kind_column = columns.get("kind")
+    return [
+        {
+            "id": f"sft-{index:06d}", "prompt_id": f"sft-{index:06d}",
+            "prompt": _column(record, "prompt", columns, SFT_COLUMNS),
+            "response": _column(record, "response", columns, SFT_COLUMNS),
+            "kind": str((record.get(kind_column) if kind_column else record.get("type") or record.get("kind"))
+                        or "helpfulness").strip().lower(),
+            "source": source,
+        }
+        for index, record in enumerate(records, start=1)
+    ]
+
+
 def load_sft(source: str, columns: dict, hub_split: str = "train") -> tuple[list[SFTExample], dict]:
     records, name, facts = read_records(source, hub_split)
-    mapped = []
-    for index, record in enumerate(records, start=1):
-        prompt = _column(record, "prompt", columns, SFT_COLUMNS)
-        mapped.append({
-            "id": f"sft-{index:06d}", "prompt_id": f"sft-{index:06d}", "prompt": prompt,
-            "response": _column(record, "response", columns, SFT_COLUMNS),
-            "kind": str(record.get(columns.get("kind", "type"), "helpfulness") or "helpfulness"),
-            "source": name,
-        })
-    return validate_rows(mapped, SFTExample, name), facts
+    return validate_rows(map_sft(records, name, columns), SFTExample, name), facts
 
 
 def assign_splits(prompts: list[SeedPrompt], iterations: int, heldout_fraction: float, seed: int) -> list[SeedPrompt]:

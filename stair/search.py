@@ -21,6 +21,7 @@ class SearchParams:
 
     methods: tuple[str, ...] = ("greedy", "bon", "beam")
     budgets: tuple[int, ...] = (1, 2, 4, 8)
+    per_suite: int = 0  # held-out prompts per suite to search over (0: all); search costs budget x decoding
     beam_expansions: int = 2  # next steps sampled per beam per round
     max_steps: int = 6
     aggregation: str = "min"  # how best-of-N folds step scores: min | last | mean | product

@@ -1,17 +1,19 @@
 """The built-in task world: a seeded generator of prompts and structured-CoT teacher responses.
 
-Four groups of prompts:
+Five groups of prompts:
 
 - math: arithmetic word problems with a verifiable integer answer (helpfulness, comply);
 - harmful: requests for harm in one of `CATEGORIES` (safety, refuse);
 - jailbreak: harmful requests wrapped in one of `FRAMINGS` (safety, refuse);
 - benign_sensitive: XSTest-style requests that only look harmful (safety, comply). Some borrow
   the jailbreak framings' words (novel, game, hypothetical, research), so SFT data alone does
-  not separate a framed harmful request from a framed benign one.
+  not separate a framed harmful request from a framed benign one. Half of the benign requests of
+  every split are wrapped in a jailbreak framing (still benign: comply);
+- benign_novel (held-out only): benign requests on topics no other split has.
 
 Splits: "sft" (no jailbreaks, as in STAIR, and no held-out category), "iter_<k>" seed prompts for
 SI-MCTS iteration k, and "heldout", the only split holding the held-out framings, the held-out
-categories and the benign items reserved for evaluation. No prompt text is in two splits.
+categories and the benign_novel items. No prompt text is in two splits.
 
 Everything is a pure function of the config. Each split draws from its own `random.Random`
 seeded with (seed, split), and the held-out split is drawn first, so it stays put when the
@@ -28,7 +30,7 @@ from schemas.rows import SeedPrompt, SFTExample
 from stair.format import render_response
 
 SOURCE = "builtin"
-GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive")
+GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
 
 # Light openers and closers around harmful and benign requests alike, so they carry no signal.
 _WRAPPERS: tuple[str, ...] = (
@@ -694,7 +696,7 @@ def teacher_response(prompt: SeedPrompt) -> str:
         return _harmful_response(prompt.text)
     if prompt.group == "jailbreak":
         return _jailbreak_response(prompt.text, prompt.framing)
-    if prompt.group == "benign_sensitive":
+    if prompt.group in ("benign_sensitive", "benign_novel"):
         return _benign_response(prompt.text, prompt.framing)
     raise ValueError(f"not a world group: {prompt.group!r}")
 
@@ -868,8 +870,11 @@ def generate_world(config: WorldConfig) -> World:
         "harmful": drawer.harmful(rng, n, list(CATEGORIES), field),
         "jailbreak": drawer.jailbreak(rng, n_new, list(config.heldout_framings), list(CATEGORIES), field)
         + drawer.jailbreak(rng, n - n_new, train_framings, list(CATEGORIES), field),
-        "benign_sensitive": drawer.benign(rng, n, _BENIGN_HELDOUT, field, list(FRAMINGS),
+        # Benign topics of training in new phrasings and framings (half of the framings held out), the
+        # mirror image of the held-out jailbreaks; and benign topics the model has never seen.
+        "benign_sensitive": drawer.benign(rng, n, _BENIGN_TRAIN, field, list(FRAMINGS),
                                           config.benign_framed_share),
+        "benign_novel": drawer.benign(rng, n, _BENIGN_HELDOUT, field, list(FRAMINGS), config.benign_framed_share),
     }
     rng = rng_for("sft")
     by_split["sft"] = {

@@ -9,16 +9,18 @@ import pytest
 import yaml
 
 from stages.base import BaseParams
+from stages.dpo import DPOStageParams
 from stair.config import from_mapping
 from stair.data import DataParams
+from stair.evaluation import EvalParams
 from stair.generation import BackendParams
+from stair.hub import PublishParams
 from stair.judges import JudgeParams
 from stair.mcts import MCTSParams
 from stair.pairs import PairParams
 from stair.prm import LabelParams
 from stair.reward import RewardParams
 from stair.search import SearchParams
-from stair.training.dpo import DPOParams
 from stair.training.prm import PRMParams
 from stair.training.sft import SFTParams
 
@@ -27,7 +29,8 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "backend": BackendParams,
             "reward": RewardParams, "judges": JudgeParams, "mcts": MCTSParams, "pairs": PairParams,
-            "dpo": DPOParams, "prm_labels": LabelParams, "prm": PRMParams, "search": SearchParams}
+            "dpo": DPOStageParams, "prm_labels": LabelParams, "prm": PRMParams, "search": SearchParams,
+            "eval": EvalParams, "publish": PublishParams}
 
 
 def imports(path: Path) -> set[str]:
@@ -75,6 +78,8 @@ def test_every_params_section_is_its_dataclass_in_full(section: str) -> None:
 def stage_sections(module: str) -> set[str]:
     text = (REPO / "stages" / f"{module}.py").read_text()
     sections = set(re.findall(r'load_section\("(\w+)"', text))
+    for names in re.findall(r"raw_sections\(([^)]*)\)", text):
+        sections |= set(re.findall(r'"(\w+)"', names))
     if "loop_items()" in text:
         sections.add("loop")
     return sections

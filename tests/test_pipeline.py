@@ -181,3 +181,19 @@ def test_killed_search_resumes_and_reruns_are_identical(project: Path) -> None:
     assert len({r.tree_id for r in rows}) == len(seeds)
     assert sum(r.parent_id is None for r in rows) == len(seeds)
     assert not checkpoint.parent.exists()  # removed once the artifact is complete
+
+
+def test_dry_run_publish_folder_round_trips(project: Path, tmp_path: Path) -> None:
+    from datasets import load_dataset
+
+    from stair.cli import main
+    from stair.hub import read_card_metadata
+
+    folder = project / "hub" / "stair-data"
+    configs = [c["config_name"] for c in read_card_metadata(folder)["configs"]]
+    assert {"sft", "prompts", "trees_1", "trees_2", "pairs_1", "eval"} <= set(configs)
+    for config, artifact in [("sft", "data/sft"), ("trees_2", "data/nodes/2"), ("eval", "data/eval")]:
+        loaded = load_dataset(str(folder), config, split="train")
+        assert loaded.to_list() == [r.model_dump() for r in read_artifact(project / artifact)]
+    assert main(["pull", str(folder), "--config", "pairs_1", "--out", str(tmp_path / "pulled")]) == 0
+    assert read_artifact(tmp_path / "pulled") == read_artifact(project / "data/pairs/1")

@@ -9,7 +9,7 @@ from schemas.rows import SeedPrompt
 from stair.format import parse_response
 from stair.world import CATEGORIES, FRAMINGS, World, WorldConfig, generate_world, teacher_response
 
-GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive")
+GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
 NOT_COMPLYING = ("Sorry", "I can't", "I cannot", "I won't")
 
 
@@ -51,8 +51,8 @@ def test_default_counts(world: World) -> None:
     assert counts[("sft", "math")] == 400 and counts[("sft", "harmful")] == 300
     assert counts[("sft", "benign_sensitive")] == 200 and counts[("sft", "jailbreak")] == 0
     for k in (1, 2, 3):
-        assert [counts[(f"iter_{k}", g)] for g in GROUPS] == [12, 6, 22, 8]
-    assert [counts[("heldout", g)] for g in GROUPS] == [40] * 4
+        assert [counts[(f"iter_{k}", g)] for g in GROUPS] == [12, 6, 22, 8, 0]
+    assert [counts[("heldout", g)] for g in GROUPS] == [40] * 5
     assert len(world.sft) == 900
 
 
@@ -65,9 +65,9 @@ def test_ids_and_fields(world: World) -> None:
         assert p.expected_behavior == ("refuse" if p.group in ("harmful", "jailbreak") else "comply")
         if p.group == "jailbreak":
             assert p.framing is not None
-        elif p.group != "benign_sensitive":
+        elif p.group not in ("benign_sensitive", "benign_novel"):
             assert p.framing is None
-        assert (p.ground_truth is not None) == (p.group in ("math", "benign_sensitive"))
+        assert (p.ground_truth is not None) == (p.group in ("math", "benign_sensitive", "benign_novel"))
         if p.group in ("harmful", "jailbreak"):
             assert p.category in CATEGORIES
 
@@ -109,16 +109,19 @@ def test_iterations_use_training_framings_and_differ(world: World) -> None:
     assert framings <= set(FRAMINGS) - set(WorldConfig().heldout_framings)
 
 
-def test_heldout_math_and_benign_are_new(world: World) -> None:
+def test_heldout_math_and_novel_benign_are_new(world: World) -> None:
     def problem(p: SeedPrompt) -> tuple:
         return p.category, tuple(re.findall(r"\d+", p.text))
 
-    def items(split: str) -> set[str]:
-        return {p.ground_truth for p in world.prompts if p.split == split and p.group == "benign_sensitive"}
+    def items(split: str, group: str) -> set[str]:
+        return {p.ground_truth for p in world.prompts if p.split == split and p.group == group}
 
     train_math = {problem(p) for p in world.prompts if p.split != "heldout" and p.group == "math"}
     assert not any(problem(p) in train_math for p in world.prompts if p.split == "heldout" and p.group == "math")
-    assert items("heldout").isdisjoint(items("sft") | items("iter_1") | items("iter_2") | items("iter_3"))
+    seen = set().union(*(items(s, "benign_sensitive") for s in ("sft", "iter_1", "iter_2", "iter_3")))
+    assert items("heldout", "benign_novel").isdisjoint(seen)
+    assert items("heldout", "benign_sensitive") <= seen  # seen topics, new phrasings and framings
+    assert not any(p.group == "benign_novel" for p in world.prompts if p.split != "heldout")
 
 
 def test_heldout_does_not_move_with_training_counts(world: World) -> None:

@@ -1,0 +1,68 @@
+"""eval stage: every model of the run on the benchmark suites, plus its held-out check.
+
+    dvc repro eval        # or: python -m stages.eval
+
+Decodes each suite greedily with sft and dpo_1..K, judges every answer (refusal detection, or the
+StrongREJECT rubric with a judge model; exact answers for GSM8K/MATH-500), and merges in the held-out
+records. Writes data/eval (EvalRecord rows) and metrics/eval.json keyed by model then suite.
+A suite whose file is absent (no ../shared/benchdata) is skipped with a message, not a failure.
+"""
+
+import functools
+from pathlib import Path
+
+from schemas import EvalRecord
+from stages.common import load_section, log, loop_items, stage_main
+from stair.evaluation import EvalParams, add_goodness, judge_records, load_suites, summarize
+from stair.generation import BackendParams, Sampling, make_backend
+from stair.judges import JudgeParams, make_judge
+from stair.modeling import chat_prompt
+from stair.reward import RewardParams
+from stair.store import read_artifact, write_artifact, write_json
+
+
+@stage_main
+def main() -> None:
+    params, raw = load_section("eval", EvalParams)
+    backend_params, raw_backend = load_section("backend", BackendParams)
+    judge_params, _ = load_section("judges", JudgeParams)
+    reward, raw_reward = load_section("reward", RewardParams)
+    judge_params = JudgeParams(safety=params.safety_judge, helpfulness=judge_params.helpfulness,
+                               judge_model=params.judge_model or "self")
+    models = {"sft": Path("models/sft"), **{f"dpo_{k}": Path(item["out"]) for k, item in loop_items().items()}}
+    prompts, skipped = load_suites(params)
+    for message in skipped:
+        log.warning(message)
+
+    @functools.cache
+    def load_judge_model(path: str):
+        backend = make_backend(path, backend_params)
+        return backend, backend.tokenizer
+
+    records: list[EvalRecord] = []
+    for name, path in models.items():
+        backend = make_backend(path, backend_params, seed=params.seed)
+        judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer),
+                           model_loader=load_judge_model)
+        if prompts:
+            outputs = backend.generate([chat_prompt(backend.tokenizer, p.text) for p in prompts], 1,
+                                       Sampling(0.0, max_new_tokens=params.max_new_tokens), "response")
+            records += judge_records(prompts, [o[0].text for o in outputs], [o[0].n_tokens for o in outputs],
+                                     judge, name, lambda p: p.split)
+        records += read_artifact(Path("data/heldout") / name, EvalRecord)
+        log.info("evaluated %s on %d prompts", name, len(prompts))
+
+    metrics = {}
+    judge_name = "rubric" if params.safety_judge == "strongreject" else "refusal"
+    for name in models:
+        rows = [r for r in records if r.model == name]
+        metrics[name] = summarize(rows)
+        add_goodness(metrics[name], rows, judge_name)
+    write_artifact(Path("data/eval"), records, EvalRecord, stage="eval",
+                   params={"eval": raw, "backend": raw_backend, "reward": raw_reward},
+                   inputs=[*models.values()], extra={"skipped": skipped})
+    write_json(Path("metrics/eval.json"), metrics)
+
+
+if __name__ == "__main__":
+    main()
