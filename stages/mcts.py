@@ -4,11 +4,11 @@
 
 Builds one tree per seed prompt of split iter_<it> with the policy model; writes data/nodes/<it>
 (TreeNode rows) and metrics/mcts/<it>.json. Finished trees are checkpointed under checkpoints/, so a
-killed run resumes where it stopped.
+killed run resumes where it stopped. With mcts.workers > 1 the prompts are sharded over Ray actors.
 """
 
 import argparse
-import logging
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,11 +16,11 @@ from tqdm import tqdm
 from schemas import SeedPrompt, TreeNode
 from stages.common import load_section, log, stage_main
 from stair.checkpoint import TreeCheckpoint
-from stair.generation import BackendParams, make_backend
-from stair.judges import JudgeParams, make_judge
-from stair.mcts import SIMCTS, MCTSParams, make_trees, tree_metrics
-from stair.modeling import chat_prompt
+from stair.generation import BackendParams
+from stair.judges import JudgeParams
+from stair.mcts import MCTSParams, tree_metrics
 from stair.reward import RewardParams
+from stair.scaleout import run_sharded, search_shard
 from stair.store import file_md5, params_hash, read_artifact, write_artifact, write_json
 
 
@@ -33,42 +33,41 @@ def main() -> None:
     params, raw = load_section("mcts", MCTSParams)
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, raw_judges = load_section("judges", JudgeParams)
-    reward_params, raw_reward = load_section("reward", RewardParams)
+    reward, raw_reward = load_section("reward", RewardParams)
     stage_params = {"mcts": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward, "it": args.it}
 
     prompts_path = Path("data/prompts")
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == f"iter_{args.it}"]
-    out, metrics_file = Path(f"data/nodes/{args.it}"), Path(f"metrics/mcts/{args.it}.json")
     fingerprint = params_hash({**stage_params, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
-    checkpoint = TreeCheckpoint(Path(f"checkpoints/mcts_{args.it}"), fingerprint)
-    finished = checkpoint.load()
+    folder = Path(f"checkpoints/mcts_{args.it}")
+    checkpoint = TreeCheckpoint(folder, fingerprint)
+    finished = {rows[0].prompt_id: rows for rows in checkpoint.load().values()}
+    todo = [p for p in prompts if p.id not in finished]
+    log.info("iteration %d: %d trees (%d already finished) with %s, %d worker(s)", args.it, len(prompts),
+             len(finished), args.policy, params.workers)
 
-    backend = make_backend(args.policy, backend_params, seed=params.seed)
-    judge = make_judge(judge_params, reward_params, policy=(backend, backend.tokenizer))
-    texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
-    trees = make_trees(prompts, texts, backend.count_tokens(texts), args.it, params.seed)
-    todo = [t for t in trees if t.tree_id not in finished]
-    log.info("iteration %d: %d trees (%d already finished) with %s", args.it, len(trees), len(finished), args.policy)
+    start = time.perf_counter()
+    engine = (backend_params, judge_params, reward)
+    if params.workers > 1:
+        trees, stats = run_sharded(args.policy, todo, args.it, params, *engine, folder, fingerprint, params.workers)
+    else:
+        built = []
+        with tqdm(total=len(prompts), initial=len(finished), desc=f"SI-MCTS iter {args.it}", unit="tree") as bar:
+            def progress(rows: list[TreeNode]) -> None:
+                built.append(len(rows))
+                bar.update(1)
+                bar.set_postfix(nodes_per_s=f"{sum(built) / (time.perf_counter() - start):.1f}")
 
-    search = SIMCTS(backend, judge, params)
-    with tqdm(total=len(trees), initial=len(finished), desc=f"SI-MCTS iter {args.it}", unit="tree") as bar:
-        def done(tree) -> None:
-            rows = tree.rows(args.it)
-            checkpoint.save(rows)
-            finished[tree.tree_id] = rows
-            bar.update(1)
-            bar.set_postfix(nodes_per_s=f"{search.stats.nodes / max(bar.format_dict['elapsed'], 1e-9):.1f}")
+            trees, stats = search_shard(args.policy, todo, args.it, params, *engine, checkpoint, on_tree=progress)
+    finished.update({rows[0].prompt_id: rows for rows in trees})
 
-        search.run(todo, on_done=done)
-
-    rows = [row for tree in trees for row in finished[tree.tree_id]]
-    write_artifact(out, rows, TreeNode, stage=f"mcts@{args.it}", params=stage_params,
+    rows = [row for p in prompts for row in finished[p.id]]
+    write_artifact(Path(f"data/nodes/{args.it}"), rows, TreeNode, stage=f"mcts@{args.it}", params=stage_params,
                    inputs=[prompts_path, args.policy])
-    write_json(metrics_file, tree_metrics(rows, search.stats))
+    write_json(Path(f"metrics/mcts/{args.it}.json"), tree_metrics(rows, stats))
     checkpoint.remove()
-    log.info("wrote %d nodes of %d trees to %s", len(rows), len(trees), out)
+    log.info("wrote %d nodes of %d trees", len(rows), len(prompts))
 
 
 if __name__ == "__main__":
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     main()

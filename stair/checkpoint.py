@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class TreeCheckpoint:
-    def __init__(self, folder: Path, fingerprint: str):
+    """A checkpoint folder; each writer appends to its own file (`name`), `load` reads them all."""
+
+    def __init__(self, folder: Path, fingerprint: str, name: str = "trees.jsonl"):
         self.folder = Path(folder)
-        self.file = self.folder / "trees.jsonl"
+        self.file = self.folder / name
         key_file = self.folder / "fingerprint"
         if self.folder.exists() and (not key_file.exists() or key_file.read_text() != fingerprint):
             log.info("discarding checkpoint %s: made with other inputs", self.folder)
@@ -29,15 +31,14 @@ class TreeCheckpoint:
     def load(self) -> dict[str, list[TreeNode]]:
         """Finished trees by tree id."""
         trees: dict[str, list[TreeNode]] = {}
-        if not self.file.exists():
-            return trees
-        for line in self.file.read_text().splitlines():
-            try:
-                rows = [TreeNode.model_validate(r) for r in json.loads(line)]
-            except (json.JSONDecodeError, ValueError):
-                log.warning("ignoring a partial line in %s (the last run was killed mid-write)", self.file)
-                continue
-            trees[rows[0].tree_id] = rows
+        for file in sorted(self.folder.glob("trees*.jsonl")):
+            for line in file.read_text().splitlines():
+                try:
+                    rows = [TreeNode.model_validate(r) for r in json.loads(line)]
+                except (json.JSONDecodeError, ValueError):
+                    log.warning("ignoring a partial line in %s (the last run was killed mid-write)", file)
+                    continue
+                trees[rows[0].tree_id] = rows
         return trees
 
     def save(self, rows: list[TreeNode]) -> None:

@@ -44,12 +44,13 @@ class MCTSParams:
     max_response_tokens: int = 384
     concurrent_trees: int = 64
     visit_all: bool = True  # the final "visit every unvisited node once" pass
+    workers: int = 1  # > 1: prompts sharded over this many Ray actors, one engine each (the ray extra)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise ValueError(f"mcts.score={self.score!r} is not one of {sorted(SCORES)}")
-        for name in ("iterations", "children", "max_depth", "concurrent_trees", "max_step_tokens"):
+        for name in ("iterations", "children", "max_depth", "concurrent_trees", "max_step_tokens", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"mcts.{name}={getattr(self, name)} must be >= 1")
 

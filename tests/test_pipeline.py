@@ -36,7 +36,10 @@ MICRO = {
              "max_response_tokens": 120},
     "dpo": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
     "prm": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
-    "search": {"budgets": [2], "max_steps": 3, "max_step_tokens": 40, "max_response_tokens": 120},
+    "search": {"budgets": [2], "per_suite": 2, "max_steps": 3, "max_step_tokens": 40, "max_response_tokens": 120},
+    "eval": {"suites": {"xstest": {"limit": 4}, "advbench": {"limit": 2, "jailbreaks": ["base64"]},
+                        "gsm8k": {"limit": 2}}, "max_new_tokens": 120,
+             "benchdata": str(REPO.parent / "shared" / "benchdata")},
 }
 
 
@@ -197,3 +200,36 @@ def test_dry_run_publish_folder_round_trips(project: Path, tmp_path: Path) -> No
         assert loaded.to_list() == [r.model_dump() for r in read_artifact(project / artifact)]
     assert main(["pull", str(folder), "--config", "pairs_1", "--out", str(tmp_path / "pulled")]) == 0
     assert read_artifact(tmp_path / "pulled") == read_artifact(project / "data/pairs/1")
+
+
+def test_eval_and_report(project: Path) -> None:
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    assert set(metrics) == {"sft", "dpo_1", "dpo_2"}
+    suites = set(metrics["dpo_2"])
+    assert {"heldout_jailbreak", "heldout_math", "all"} <= suites
+    if (REPO.parent / "shared" / "benchdata").exists():
+        assert {"xstest", "advbench", "advbench_jailbreak", "gsm8k"} <= suites
+        assert "goodness_refusal" in metrics["dpo_2"]["advbench"] and "accuracy" in metrics["dpo_2"]["gsm8k"]
+    report = (project / "reports/report.md").read_text()
+    assert "| dpo_2 |" in report and "Test-time scaling" in report
+    assert (project / "reports/iterations.png").stat().st_size > 1000
+    assert (project / "reports/search.png").stat().st_size > 1000
+    search = json.loads((project / "metrics/search.json").read_text())
+    assert {"greedy@1", "bon@2", "beam@2"} == set(search)
+
+
+def test_dpo_trains_from_published_pairs(project: Path) -> None:
+    """dpo.pairs pointing at a published folder (what `hub:` pulls, offline): the stage trains on its rows."""
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["dpo"]["pairs"] = "hub/stair-data:pairs_{it}"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        run([sys.executable, "-m", "stages.dpo", "--it", "1", "--policy", "models/sft", "--out",
+             "models/dpo_from_hub"], project)
+    finally:
+        params_file.write_text(original)
+    metrics = json.loads((project / "metrics/dpo/1.json").read_text())
+    assert metrics["pairs"] == len(read_artifact(project / "data/pairs/1")) and "pairs_source" in metrics
+    assert (project / "models/dpo_from_hub/model.safetensors").exists()

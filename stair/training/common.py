@@ -2,6 +2,8 @@
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def save_model(model, tokenizer, out_dir: Path) -> None:
     with atomic_dir(Path(out_dir)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+
+
+def scratch_dir() -> str:
+    """A temporary output_dir for a trainer (nothing is checkpointed there; `save_trained` removes it)."""
+    return tempfile.mkdtemp(prefix="stair-trainer-")
+
+
+def save_trained(trainer, tokenizer, out_dir: Path) -> None:
+    """Save the trained model atomically into `out_dir` and remove the trainer's scratch folder."""
+    save_model(trainer.model, tokenizer, out_dir)
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
 
 
 def loss_history(trainer) -> list[dict]:

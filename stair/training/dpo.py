@@ -13,7 +13,16 @@ from pathlib import Path
 from schemas import StepPair
 from stair.format import OUTPUT_CLOSE
 from stair.modeling import chat_prompt
-from stair.training.common import LoraParams, device_args, loss_history, peft_config, quiet_hf, save_model
+from stair.training.common import (
+    LoraParams,
+    device_args,
+    loss_history,
+    peft_config,
+    quiet_hf,
+    save_model,
+    save_trained,
+    scratch_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +124,7 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
     if not params.precompute_ref_log_probs and params.lora.r <= 0:
         ref_model = AutoModelForCausalLM.from_pretrained(reference_dir, dtype=torch.float32)
     config = DPOConfig(
-        output_dir=str(Path(out_dir).parent / f".{Path(out_dir).name}.trainer"),
+        output_dir=scratch_dir(),
         beta=params.beta,
         loss_type=[params.loss_type],
         learning_rate=params.learning_rate,
@@ -139,7 +148,7 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
     )
     log.info("step-level DPO on %d pairs for %s epochs (reference %s)", len(pairs), params.epochs, reference_dir)
     result = trainer.train()
-    save_model(trainer.model, tokenizer, out_dir)
+    save_trained(trainer, tokenizer, out_dir)
     last = next((e for e in reversed(trainer.state.log_history) if "rewards/accuracies" in e), {})
     return {
         "train_loss": round(result.training_loss, 5),

@@ -16,7 +16,15 @@ from pathlib import Path
 from schemas import PRMExample
 from stair.modeling import chat_prompt
 from stair.prm import close_token_ids, step_end_positions
-from stair.training.common import LoraParams, device_args, loss_history, peft_config, quiet_hf
+from stair.training.common import (
+    LoraParams,
+    device_args,
+    loss_history,
+    peft_config,
+    quiet_hf,
+    save_trained,
+    scratch_dir,
+)
 
 log = logging.getLogger(__name__)
 LOSSES = ("soft", "hard", "pairwise")
@@ -137,8 +145,6 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     from datasets import Dataset
     from transformers import AutoModelForTokenClassification, AutoTokenizer, TrainingArguments
 
-    from stair.training.common import save_model
-
     quiet_hf()
     if not examples:
         raise ValueError("no PRM examples: the trees gave no labelled nodes")
@@ -162,7 +168,7 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     if not rows:
         raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
     args = TrainingArguments(
-        output_dir=str(Path(out_dir).parent / f".{Path(out_dir).name}.trainer"),
+        output_dir=scratch_dir(),
         num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size,
         learning_rate=params.learning_rate,
@@ -180,7 +186,7 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     )
     log.info("PRM (%s loss) on %d sequences from %d labelled steps", params.loss, len(rows), len(examples))
     result = trainer.train()
-    save_model(trainer.model, tokenizer, out_dir)
+    save_trained(trainer, tokenizer, out_dir)
     return {
         "train_loss": round(result.training_loss, 5),
         "steps": result.global_step,

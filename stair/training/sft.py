@@ -10,7 +10,15 @@ from pathlib import Path
 
 from schemas import SFTExample
 from stair.modeling import chat_prompt
-from stair.training.common import LoraParams, device_args, loss_history, peft_config, quiet_hf, save_model
+from stair.training.common import (
+    LoraParams,
+    device_args,
+    loss_history,
+    peft_config,
+    quiet_hf,
+    save_trained,
+    scratch_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ def train_sft(base_dir: Path, examples: list[SFTExample], out_dir: Path, params:
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     dataset = Dataset.from_list(sft_records(tokenizer, examples))
     config = SFTConfig(
-        output_dir=str(Path(out_dir).parent / f".{Path(out_dir).name}.trainer"),
+        output_dir=scratch_dir(),
         num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size,
         gradient_accumulation_steps=params.grad_accum,
@@ -73,7 +81,7 @@ def train_sft(base_dir: Path, examples: list[SFTExample], out_dir: Path, params:
     )
     log.info("SFT on %d examples for %s epochs", len(dataset), params.epochs)
     result = trainer.train()
-    save_model(trainer.model, tokenizer, out_dir)
+    save_trained(trainer, tokenizer, out_dir)
     return {
         "train_loss": round(result.training_loss, 5),
         "steps": result.global_step,
