@@ -1,6 +1,6 @@
 """SI-MCTS tree-building throughput: the batched lock-step engine vs one request at a time.
 
-    python benchmarks/mcts_throughput.py [--model models/sft] [--prompts 16] [--iterations 12]
+    python benchmarks/mcts_throughput.py [--model models/sft] [--prompts 24] [--iterations 12]
 
 Builds the same trees (same model, seed prompts of iter_1, iterations and m) twice: with the batched
 engine (all trees in lock-step, one generate call per tick for expansions with n = m per node, one for
@@ -37,7 +37,7 @@ def build(backend, prompts: list[SeedPrompt], params: MCTSParams) -> tuple[int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/sft"))
-    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--iterations", type=int, default=None, help="default: params.yaml mcts.iterations")
     args = parser.parse_args()
     if not args.model.exists():

@@ -2,13 +2,15 @@
 
     dvc repro eval        # or: python -m stages.eval
 
-Decodes each suite greedily with sft and dpo_1..K, judges every answer (refusal detection, or the
+Decodes each suite greedily with sft and dpo_1..K, and with the final model under the best search
+configuration of the search stage (e.g. dpo_3+beam@2); judges every answer (refusal detection, or the
 StrongREJECT rubric with a judge model; exact answers for GSM8K/MATH-500), and merges in the held-out
 records. Writes data/eval (EvalRecord rows) and metrics/eval.json keyed by model then suite.
 A suite whose file is absent (no ../shared/benchdata) is skipped with a message, not a failure.
 """
 
 import functools
+import json
 from pathlib import Path
 
 from schemas import EvalRecord
@@ -17,13 +19,27 @@ from stair.evaluation import EvalParams, add_goodness, judge_records, load_suite
 from stair.generation import BackendParams, Sampling, make_backend
 from stair.judges import JudgeParams, make_judge
 from stair.modeling import chat_prompt
+from stair.prm import PRMScorer
 from stair.reward import RewardParams
+from stair.search import SearchParams, run_search
 from stair.store import read_artifact, write_artifact, write_json
+
+
+def best_search(path: Path) -> tuple[str, int] | None:
+    """The search method and budget with the best held-out reward (greedy excluded), if search ran."""
+    if not path.exists():
+        return None
+    results = {k: v["all"]["reward_mean"] for k, v in json.loads(path.read_text()).items() if not k.startswith("greedy")}
+    if not results:
+        return None
+    method, budget = max(results, key=results.get).split("@")
+    return method, int(budget)
 
 
 @stage_main
 def main() -> None:
     params, raw = load_section("eval", EvalParams)
+    search_params, _ = load_section("search", SearchParams)
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, _ = load_section("judges", JudgeParams)
     reward, raw_reward = load_section("reward", RewardParams)
@@ -52,15 +68,30 @@ def main() -> None:
         records += read_artifact(Path("data/heldout") / name, EvalRecord)
         log.info("evaluated %s on %d prompts", name, len(prompts))
 
+    names, inputs = list(models), list(models.values())
+    best = best_search(Path("metrics/search.json"))
+    if best and prompts:
+        method, budget = best
+        name = f"{list(models)[-1]}+{method}@{budget}"
+        backend = make_backend(list(models.values())[-1], backend_params, seed=params.seed)
+        judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer), model_loader=load_judge_model)
+        found = run_search(method, backend, PRMScorer.from_path(Path("models/prm")), [p.text for p in prompts],
+                           budget, search_params)
+        records += judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge, name,
+                                 lambda p: p.split, method=method, budget=budget)
+        names.append(name)
+        inputs.append(Path("models/prm"))
+        log.info("evaluated %s (the best search configuration) on %d prompts", name, len(prompts))
+
     metrics = {}
     judge_name = "rubric" if params.safety_judge == "strongreject" else "refusal"
-    for name in models:
+    for name in names:
         rows = [r for r in records if r.model == name]
         metrics[name] = summarize(rows)
         add_goodness(metrics[name], rows, judge_name)
     write_artifact(Path("data/eval"), records, EvalRecord, stage="eval",
                    params={"eval": raw, "backend": raw_backend, "reward": raw_reward},
-                   inputs=[*models.values()], extra={"skipped": skipped})
+                   inputs=inputs, extra={"skipped": skipped})
     write_json(Path("metrics/eval.json"), metrics)
 
 

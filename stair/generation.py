@@ -139,6 +139,7 @@ class SequentialBackend:
 
     def __init__(self, inner: Backend):
         self.inner = inner
+        self.tokenizer = inner.tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)

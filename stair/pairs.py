@@ -10,6 +10,7 @@ good:bad ratio) and best-leaf SFT selection.
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -118,10 +119,15 @@ def _limits(params: PairParams, reward: RewardParams) -> dict:
             "gh": limits["helpfulness"][1]}
 
 
-def step_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> list[StepPair]:
-    """Sibling step pairs (the official default), one SQL query."""
+def step_pair_table(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> pa.Table:
+    """Sibling step pairs (the official default) as an Arrow table: one SQL query, no Python per row."""
     args = {**_limits(params, reward), "max_tokens": params.max_tokens, "min_visits": params.min_visits}
-    return [StepPair(**r) for r in query_rows(con, _STEP_PAIRS, args)]
+    return con.sql(_STEP_PAIRS, params=args).to_arrow_table()
+
+
+def step_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> list[StepPair]:
+    """Sibling step pairs as validated rows."""
+    return [StepPair(**r) for r in step_pair_table(con, params, reward).to_pylist()]
 
 
 _TERMINALS = PATHS_SQL + """
@@ -224,9 +230,13 @@ def pair_counts(pairs: list[StepPair]) -> dict:
 
 
 def step_pairs_reference(nodes: list[TreeNode], prompts: list[SeedPrompt], params: PairParams,
-                         reward: RewardParams) -> list[StepPair]:
+                         reward: RewardParams, count_tokens: Callable[[str, str], int] | None = None) -> list[dict]:
     """The official per-node Python walk (breadth-first, sibling lists), kept as the reference that the
-    SQL version is tested and benchmarked against."""
+    SQL version is tested and benchmarked against. Returns StepPair fields as dicts.
+
+    With `count_tokens(prompt, response)` it measures each node's length by tokenizing, as the official
+    code does, instead of reading the stored count.
+    """
     limits = thresholds(params, reward)
     text = {p.id: p.text for p in prompts}
     trees: dict[str, dict[int, TreeNode]] = defaultdict(dict)
@@ -244,7 +254,9 @@ def step_pairs_reference(nodes: list[TreeNode], prompts: list[SeedPrompt], param
             candidates = []
             for child_id in sorted(children[(tree_id, parent_id)]):
                 child = tree[child_id]
-                if child.n_tokens > params.max_tokens:
+                length = child.n_tokens if count_tokens is None else count_tokens(
+                    text[child.prompt_id], "".join(prefix) + child.step)
+                if length > params.max_tokens:
                     continue  # over length: neither a candidate nor expanded further
                 queue.append((child_id, prefix + [child.step]))
                 if child.terminal or child.visits >= params.min_visits:
@@ -253,7 +265,7 @@ def step_pairs_reference(nodes: list[TreeNode], prompts: list[SeedPrompt], param
                 margin, good = limits[a.kind]
                 for b in candidates:
                     if a.value - b.value > margin and a.value >= good:
-                        pairs.append(StepPair(
+                        pairs.append(dict(
                             prompt_id=a.prompt_id, prompt=text[a.prompt_id], prefix=prefix, chosen=a.step,
                             rejected=b.step, chosen_value=a.value, rejected_value=b.value,
                             chosen_visits=a.visits, rejected_visits=b.visits, chosen_terminal=a.terminal,

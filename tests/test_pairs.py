@@ -130,7 +130,7 @@ def test_sql_matches_the_official_walk_on_random_trees(seed: int, params: PairPa
     nodes = random_forest(30, seed)
     con = nodes_connection(nodes, PROMPTS)
     sql = extract_pairs(con, params, REWARD)
-    reference = step_pairs_reference(nodes, PROMPTS, params, REWARD)
+    reference = [StepPair(**r) for r in step_pairs_reference(nodes, PROMPTS, params, REWARD)]
     key = lambda p: (p.prompt_id, tuple(p.prefix), p.chosen, p.rejected)  # noqa: E731
     assert sorted(map(key, sql)) == sorted(map(key, reference))
     assert sorted(sql, key=key) == sorted(reference, key=key)

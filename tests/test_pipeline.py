@@ -1,6 +1,7 @@
 """End to end: the real pipeline through `dvc repro` on a micro configuration, in a copy of the repo.
 
-One module-scoped run (a few minutes on 2 CPU cores) feeds every test here: artifacts and their
+One module-scoped run (K = 3 as in the default, tiny sizes; about two minutes on 2 CPU cores) feeds
+every test here: artifacts and their
 contracts, tree invariants on the real nodes artifact, SQL over artifacts, what a param change
 re-runs, `dvc exp run`, and killing SI-MCTS mid-run.
 """
@@ -25,13 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 MICRO = {
-    "loop": {"1": {"policy": "models/sft", "out": "models/dpo/1"},
-             "2": {"policy": "models/dpo/1", "out": "models/dpo/2"}},
     "data": {"world": {"sft_math": 48, "sft_harmful": 32, "sft_benign": 32, "seed_math": 2, "seed_harmful": 1,
                        "seed_jailbreak": 3, "seed_benign": 2, "heldout_per_group": 3}},
     "base": {"tiny": {"vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "num_layers": 2,
                       "num_heads": 2}},
-    "sft": {"epochs": 2.0, "batch_size": 16, "logging_steps": 2},
+    "sft": {"epochs": 4.0, "batch_size": 16, "logging_steps": 2},
     "mcts": {"iterations": 4, "max_depth": 4, "concurrent_trees": 3, "max_step_tokens": 40,
              "max_response_tokens": 120},
     "dpo": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
@@ -93,20 +92,20 @@ def project(tmp_path_factory) -> Path:
 def test_every_stage_wrote_its_artifacts(project: Path) -> None:
     for folder, row_type in [("data/prompts", SeedPrompt), ("data/sft", SFTExample), ("data/nodes/1", TreeNode),
                              ("data/nodes/2", TreeNode), ("data/pairs/1", StepPair), ("data/heldout/sft", EvalRecord),
-                             ("data/heldout/dpo_2", EvalRecord)]:
+                             ("data/heldout/dpo_3", EvalRecord)]:
         rows = read_artifact(project / folder, row_type)
         manifest = read_manifest(project / folder)
         assert manifest.rows == len(rows) and manifest.row_type == row_type.__name__
-    for model in ("base", "sft", "dpo/1", "dpo/2", "prm"):
+    for model in ("base", "sft", "dpo/1", "dpo/2", "dpo/3", "prm"):
         assert (project / "models" / model / "model.safetensors").exists()
         assert (project / "models" / model / "tokenizer.json").exists()
     metrics = run([sys.executable, "-m", "dvc", "metrics", "show"], project).stdout
-    assert "format_ok_rate" in metrics and "heldout/dpo_2.json" in metrics
+    assert "format_ok_rate" in metrics and "heldout/dpo_3.json" in metrics
 
 
 def test_tree_invariants_on_the_real_artifact(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())["mcts"]
-    for iteration in (1, 2):
+    for iteration in (1, 2, 3):
         rows = read_artifact(project / f"data/nodes/{iteration}", TreeNode)
         by_key = {(r.tree_id, r.node_id): r for r in rows}
         children: dict = {}
@@ -149,7 +148,9 @@ def test_an_sft_param_change_reruns_sft_and_downstream_only(project: Path) -> No
 
 
 def test_dvc_exp_run_sets_a_param_and_exp_show_lists_it(project: Path) -> None:
-    run([sys.executable, "-m", "dvc", "exp", "run", "sft", "-S", "sft.learning_rate=0.003", "-n", "lr3"], project)
+    # --temp: the experiment runs outside the workspace, so later tests still see the main run.
+    run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "sft", "-S", "sft.learning_rate=0.003", "-n", "lr3"],
+        project)
     shown = run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], project).stdout
     assert "lr3" in shown and "0.003" in shown
 
@@ -194,24 +195,34 @@ def test_dry_run_publish_folder_round_trips(project: Path, tmp_path: Path) -> No
 
     folder = project / "hub" / "stair-data"
     configs = [c["config_name"] for c in read_card_metadata(folder)["configs"]]
-    assert {"sft", "prompts", "trees_1", "trees_2", "pairs_1", "eval"} <= set(configs)
-    for config, artifact in [("sft", "data/sft"), ("trees_2", "data/nodes/2"), ("eval", "data/eval")]:
+    assert {"sft", "prompts", "trees_1", "trees_2", "trees_3", "prm_labels", "eval"} <= set(configs)
+    pairs = published_pairs(project)
+    assert pairs, "the micro run found no preference pairs in any iteration"
+    for config, artifact in [("sft", "data/sft"), ("trees_2", "data/nodes/2"), ("eval", "data/eval"),
+                             (f"pairs_{pairs[0]}", f"data/pairs/{pairs[0]}")]:
         loaded = load_dataset(str(folder), config, split="train")
         assert loaded.to_list() == [r.model_dump() for r in read_artifact(project / artifact)]
-    assert main(["pull", str(folder), "--config", "pairs_1", "--out", str(tmp_path / "pulled")]) == 0
-    assert read_artifact(tmp_path / "pulled") == read_artifact(project / "data/pairs/1")
+    assert main(["pull", str(folder), "--config", f"pairs_{pairs[0]}", "--out", str(tmp_path / "pulled")]) == 0
+    assert read_artifact(tmp_path / "pulled") == read_artifact(project / f"data/pairs/{pairs[0]}")
+
+
+def published_pairs(project: Path) -> list[int]:
+    """Iterations whose pairs were published (an iteration whose trees gave no pair has none to publish)."""
+    return [k for k in (1, 2, 3) if read_manifest(project / f"data/pairs/{k}").rows]
 
 
 def test_eval_and_report(project: Path) -> None:
     metrics = json.loads((project / "metrics/eval.json").read_text())
-    assert set(metrics) == {"sft", "dpo_1", "dpo_2"}
-    suites = set(metrics["dpo_2"])
+    assert {"sft", "dpo_1", "dpo_2", "dpo_3"} < set(metrics)
+    (searched,) = set(metrics) - {"sft", "dpo_1", "dpo_2", "dpo_3"}  # the final model under the best search
+    assert searched.startswith("dpo_3+") and "xstest" in metrics[searched]
+    suites = set(metrics["dpo_3"])
     assert {"heldout_jailbreak", "heldout_math", "all"} <= suites
     if (REPO.parent / "shared" / "benchdata").exists():
         assert {"xstest", "advbench", "advbench_jailbreak", "gsm8k"} <= suites
-        assert "goodness_refusal" in metrics["dpo_2"]["advbench"] and "accuracy" in metrics["dpo_2"]["gsm8k"]
+        assert "goodness_refusal" in metrics["dpo_3"]["advbench"] and "accuracy" in metrics["dpo_3"]["gsm8k"]
     report = (project / "reports/report.md").read_text()
-    assert "| dpo_2 |" in report and "Test-time scaling" in report
+    assert "| dpo_3 |" in report and "Test-time scaling" in report
     assert (project / "reports/iterations.png").stat().st_size > 1000
     assert (project / "reports/search.png").stat().st_size > 1000
     search = json.loads((project / "metrics/search.json").read_text())
@@ -225,11 +236,13 @@ def test_dpo_trains_from_published_pairs(project: Path) -> None:
     params = yaml.safe_load(original)
     params["dpo"]["pairs"] = "hub/stair-data:pairs_{it}"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    it = published_pairs(project)[0]
     try:
-        run([sys.executable, "-m", "stages.dpo", "--it", "1", "--policy", "models/sft", "--out",
+        run([sys.executable, "-m", "stages.dpo", "--it", str(it), "--policy", "models/sft", "--out",
              "models/dpo_from_hub"], project)
     finally:
         params_file.write_text(original)
-    metrics = json.loads((project / "metrics/dpo/1.json").read_text())
-    assert metrics["pairs"] == len(read_artifact(project / "data/pairs/1")) and "pairs_source" in metrics
+    metrics = json.loads((project / f"metrics/dpo/{it}.json").read_text())
+    assert metrics["pairs"] == len(read_artifact(project / f"data/pairs/{it}")) and "pairs_source" in metrics
+    assert metrics["steps"] > 0
     assert (project / "models/dpo_from_hub/model.safetensors").exists()
