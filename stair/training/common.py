@@ -4,7 +4,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stair.store import atomic_dir
@@ -20,6 +20,40 @@ class LoraParams:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """What every training job here sets; each job's params dataclass extends it (and may change defaults)."""
+
+    learning_rate: float = 5e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    epochs: float = 2.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 512
+    bf16: bool = False
+    seed: int = 0
+    logging_steps: int = 10
+    lora: LoraParams = field(default_factory=LoraParams)
+
+
+def training_args(params: TrainParams) -> dict:
+    """The TrainingArguments every job shares: optimisation from `params`, a scratch output_dir, device safety."""
+    return dict(
+        output_dir=scratch_dir(),
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.grad_accum,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_ratio,
+        weight_decay=params.weight_decay,
+        logging_steps=params.logging_steps,
+        **device_args(params.seed, params.bf16),
+    )
 
 
 def cuda_available() -> bool:

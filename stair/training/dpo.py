@@ -7,45 +7,33 @@ when the step closes the final output.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import StepPair
 from stair.format import OUTPUT_CLOSE
 from stair.modeling import chat_prompt
 from stair.training.common import (
-    LoraParams,
-    device_args,
+    TrainParams,
     loss_history,
     peft_config,
     quiet_hf,
     save_model,
     save_trained,
-    scratch_dir,
+    training_args,
 )
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DPOParams:
+class DPOParams(TrainParams):
     """Hyper-parameters of one step-level DPO iteration (the `dpo` section of params.yaml)."""
 
     beta: float = 0.1
     loss_type: str = "sigmoid"
-    learning_rate: float = 5e-5
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    epochs: float = 2.0
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_length: int = 512
     reference: str = "policy"  # policy: the iteration's starting model; sft: always the SFT model
     precompute_ref_log_probs: bool = False
-    bf16: bool = False
-    seed: int = 0
-    logging_steps: int = 10
-    lora: LoraParams = field(default_factory=LoraParams)
 
     def __post_init__(self) -> None:
         if self.reference not in ("policy", "sft"):
@@ -123,21 +111,8 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
     ref_model = None
     if not params.precompute_ref_log_probs and params.lora.r <= 0:
         ref_model = AutoModelForCausalLM.from_pretrained(reference_dir, dtype=torch.float32)
-    config = DPOConfig(
-        output_dir=scratch_dir(),
-        beta=params.beta,
-        loss_type=[params.loss_type],
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,
-        num_train_epochs=params.epochs,
-        per_device_train_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.grad_accum,
-        max_length=params.max_length,
-        precompute_ref_log_probs=params.precompute_ref_log_probs,
-        logging_steps=params.logging_steps,
-        **device_args(params.seed, params.bf16),
-    )
+    config = DPOConfig(beta=params.beta, loss_type=[params.loss_type], max_length=params.max_length,
+                       precompute_ref_log_probs=params.precompute_ref_log_probs, **training_args(params))
     trainer = step_dpo_trainer()(
         model=model,
         ref_model=ref_model,

@@ -10,7 +10,7 @@ TRL's PRMTrainer is not used: it casts labels to int (soft labels become 0) and 
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import PRMExample
@@ -18,12 +18,12 @@ from stair.modeling import chat_prompt
 from stair.prm import close_token_ids, step_end_positions
 from stair.training.common import (
     LoraParams,
-    device_args,
+    TrainParams,
     loss_history,
     peft_config,
     quiet_hf,
     save_trained,
-    scratch_dir,
+    training_args,
 )
 
 log = logging.getLogger(__name__)
@@ -32,21 +32,12 @@ IGNORE = -100.0
 
 
 @dataclass(frozen=True)
-class PRMParams:
+class PRMParams(TrainParams):
     """Hyper-parameters of PRM training (the `prm` section of params.yaml)."""
 
+    learning_rate: float = 5e-4
     loss: str = "soft"
     pair_margin: float = 0.1  # pairwise: scaled-label gap between siblings to form a pair
-    learning_rate: float = 5e-4
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    epochs: float = 2.0
-    batch_size: int = 16
-    max_length: int = 512
-    bf16: bool = False
-    seed: int = 0
-    logging_steps: int = 10
-    lora: LoraParams = field(default_factory=LoraParams)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -167,17 +158,7 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
         rows = [r for r in rows if any(label != IGNORE for label in r["labels"])]
     if not rows:
         raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
-    args = TrainingArguments(
-        output_dir=scratch_dir(),
-        num_train_epochs=params.epochs,
-        per_device_train_batch_size=params.batch_size,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,
-        logging_steps=params.logging_steps,
-        remove_unused_columns=False,
-        **device_args(params.seed, params.bf16),
-    )
+    args = TrainingArguments(remove_unused_columns=False, **training_args(params))
     trainer = _trainer_class(params.loss == "pairwise")(
         model=model if params.lora.r <= 0 else _with_lora(model, params.lora),
         args=args,

@@ -5,40 +5,30 @@ response. TRL computes the loss on completion tokens only and appends EOS (the e
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import SFTExample
 from stair.modeling import chat_prompt
 from stair.training.common import (
-    LoraParams,
-    device_args,
+    TrainParams,
     loss_history,
     peft_config,
     quiet_hf,
     save_trained,
-    scratch_dir,
+    training_args,
 )
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SFTParams:
+class SFTParams(TrainParams):
     """Hyper-parameters of the SFT job (the `sft` section of params.yaml)."""
 
     epochs: float = 3.0
-    batch_size: int = 16
-    grad_accum: int = 1
     learning_rate: float = 2e-3
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
     max_length: int = 384
-    bf16: bool = False
-    seed: int = 0
-    logging_steps: int = 10
-    lora: LoraParams = field(default_factory=LoraParams)
 
 
 def sft_records(tokenizer, examples: list[SFTExample]) -> list[dict]:
@@ -58,20 +48,7 @@ def train_sft(base_dir: Path, examples: list[SFTExample], out_dir: Path, params:
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     dataset = Dataset.from_list(sft_records(tokenizer, examples))
-    config = SFTConfig(
-        output_dir=scratch_dir(),
-        num_train_epochs=params.epochs,
-        per_device_train_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.grad_accum,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,
-        weight_decay=params.weight_decay,
-        max_length=params.max_length,
-        completion_only_loss=True,
-        logging_steps=params.logging_steps,
-        **device_args(params.seed, params.bf16),
-    )
+    config = SFTConfig(max_length=params.max_length, completion_only_loss=True, **training_args(params))
     trainer = SFTTrainer(
         model=model,
         args=config,
