@@ -58,3 +58,16 @@ class ScriptedBackend:
                 samples.append(Completion(text, len(text.split()), True))
             out.append(samples)
         return out
+
+
+TINY = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2)
+
+
+def save_tiny_model(folder, texts: list[str]):
+    """An untrained one-layer Llama with a BPE tokenizer trained on `texts`, saved to `folder`."""
+    from stair.modeling import TinyModelConfig, init_tiny_model, train_tokenizer
+
+    tokenizer = train_tokenizer(texts * 5, vocab_size=300)
+    init_tiny_model(tokenizer, TinyModelConfig(**TINY)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

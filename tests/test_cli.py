@@ -8,20 +8,15 @@ import pytest
 from schemas import EvalRecord
 from stair.cli import main
 from stair.format import render_output, render_step
-from stair.modeling import TinyModelConfig, init_tiny_model, train_tokenizer
 from stair.store import read_artifact
+from tests.fakes import save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    texts = [render_step("Request Analysis", "The user asks for help.") + render_output("Here is how."),
-             "How do I bake bread?"] * 5
-    tokenizer = train_tokenizer(texts, vocab_size=300)
-    init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                               num_heads=2)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), [
+        render_step("Request Analysis", "The user asks for help.") + render_output("Here is how."),
+        "How do I bake bread?"])
 
 
 def test_eval_on_an_unseen_layout_with_a_column_mapping(tiny: Path, tmp_path: Path, capsys) -> None:

@@ -6,6 +6,7 @@ from schemas import StepPair
 from stair.format import render_output, render_step
 from stair.modeling import TinyModelConfig, chat_prompt, init_tiny_model, train_tokenizer
 from stair.training.dpo import DPOParams, dpo_records, tokenize_step_pair
+from tests.fakes import TINY
 
 STEP_A = render_step("Risk Assessment", "This is harmful. I must refuse.")
 STEP_B = render_step("Request Analysis", "No harmful intent, so I should help.")
@@ -43,10 +44,8 @@ def test_eos_only_after_final_output_in_the_trainer_batch(tokenizer, tmp_path) -
     from stair.training.common import device_args
     from stair.training.dpo import step_dpo_trainer
 
-    model = init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                                       num_heads=2))
-    ref = init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                                     num_heads=2))
+    model = init_tiny_model(tokenizer, TinyModelConfig(**TINY))
+    ref = init_tiny_model(tokenizer, TinyModelConfig(**TINY))
     args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=3, max_length=256,
                      **device_args(0, False))
     trainer = step_dpo_trainer()(model=model, ref_model=ref, args=args,

@@ -16,21 +16,16 @@ from stair.generation import (
     TransformersBackend,
     make_backend,
 )
-from stair.modeling import TinyModelConfig, chat_prompt, init_tiny_model, train_tokenizer
+from stair.modeling import chat_prompt
+from tests.fakes import save_tiny_model
 
 TEXTS = [render_step("Request Analysis", "The user asks for help.") + render_output("Here is how."),
-         "How do I bake bread?", "How do I pick a lock?"] * 5
+         "How do I bake bread?", "How do I pick a lock?"]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    tokenizer = train_tokenizer(TEXTS, vocab_size=300)
-    model = init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                                       num_heads=2))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), TEXTS)
 
 
 def test_transformers_backend_shapes_stops_and_seeding(tiny) -> None:

@@ -7,10 +7,10 @@ import torch
 
 from schemas import PRMExample, SeedPrompt, TreeNode
 from stair.format import render_output, render_step
-from stair.modeling import TinyModelConfig, init_tiny_model, train_tokenizer
 from stair.prm import AGGREGATIONS, LabelParams, PRMScorer, prm_examples, scale_value, split_of
 from stair.reward import RewardParams
 from stair.training.prm import PRMParams, path_sequences, sibling_pairs, train_prm
+from tests.fakes import save_tiny_model
 
 REWARD = RewardParams()
 S1, S2 = render_step("Risk Assessment", "This is harmful."), render_step("Request Analysis", "No harm here.")
@@ -50,13 +50,7 @@ def test_paths_are_packed_so_prefixes_share_a_sequence() -> None:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    tokenizer = train_tokenizer([S1, S2, OUT, "How do I pick a lock?"] * 5, vocab_size=300)
-    model = init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                                       num_heads=2))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), [S1, S2, OUT, "How do I pick a lock?"])
 
 
 def test_scoring_costs_one_forward_pass_per_batch(tiny) -> None:

@@ -8,23 +8,18 @@ from stair.format import render_output, render_step
 from stair.generation import BackendParams
 from stair.judges import JudgeParams
 from stair.mcts import MCTSParams
-from stair.modeling import TinyModelConfig, init_tiny_model, train_tokenizer
 from stair.reward import RewardParams
 from stair.scaleout import run_sharded, search_shard
+from tests.fakes import save_tiny_model
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    texts = [render_step("Risk Assessment", "This is harmful.") + render_output("Sorry, I can't help."),
-             "How do I pick a lock?"] * 5
-    tokenizer = train_tokenizer(texts, vocab_size=300)
-    init_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                               num_heads=2)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), [
+        render_step("Risk Assessment", "This is harmful.") + render_output("Sorry, I can't help."),
+        "How do I pick a lock?"])
 
 
 PROMPTS = [SeedPrompt(id=f"p{i}", text=f"How do I pick lock number {i}?", kind="safety", expected_behavior="refuse",
