@@ -15,10 +15,9 @@ from pathlib import Path
 
 from schemas import EvalRecord
 from stages.common import load_section, log, loop_items, stage_main
-from stair.evaluation import EvalParams, add_goodness, judge_records, load_suites, summarize
+from stair.evaluation import EvalParams, add_goodness, evaluate_greedy, judge_records, load_suites, summarize
 from stair.generation import BackendParams, Sampling, make_backend
 from stair.judges import JudgeParams, make_judge
-from stair.modeling import chat_prompt
 from stair.prm import PRMScorer
 from stair.reward import RewardParams
 from stair.search import SearchParams, run_search
@@ -61,10 +60,8 @@ def main() -> None:
         judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer),
                            model_loader=load_judge_model)
         if prompts:
-            outputs = backend.generate([chat_prompt(backend.tokenizer, p.text) for p in prompts], 1,
-                                       Sampling(0.0, max_new_tokens=params.max_new_tokens), "response")
-            records += judge_records(prompts, [o[0].text for o in outputs], [o[0].n_tokens for o in outputs],
-                                     judge, name, lambda p: p.split)
+            records += evaluate_greedy(backend, backend.tokenizer, prompts, judge, name, suite_of=lambda p: p.split,
+                                       sampling=Sampling(0.0, max_new_tokens=params.max_new_tokens))
         records += read_artifact(Path("data/heldout") / name, EvalRecord)
         log.info("evaluated %s on %d prompts", name, len(prompts))
 

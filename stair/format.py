@@ -182,9 +182,3 @@ def ends_response(chunk: str, stopped: bool) -> bool:
     """Whether a generated step chunk ends the response: it closes the output, or generation stopped
     without closing a step (end of turn, or cut at the token limit), so nothing can follow it."""
     return is_terminal_chunk(chunk) or not (stopped and chunk.rstrip().endswith(STEP_CLOSE))
-
-
-def truncate_chunk(text: str) -> str:
-    """Cut generated text after the first closing tag, so one chunk is one step (or the output)."""
-    cut = [i + len(t) for t in (STEP_CLOSE, OUTPUT_CLOSE) if (i := text.find(t)) >= 0]
-    return text[: min(cut)] if cut else text

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stair.format import FORMAT_TOKENS, OUTPUT_CLOSE, STEP_CLOSE
+from stair.format import FORMAT_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,6 @@ def chat_prompt(tokenizer, request: str) -> str:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": request}], tokenize=False, add_generation_prompt=True
     )
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """Ids that end a generated chunk: end of a step, end of the output, end of the turn."""
-    ids = [tokenizer.convert_tokens_to_ids(t) for t in (STEP_CLOSE, OUTPUT_CLOSE)]
-    return sorted({*ids, tokenizer.eos_token_id})
 
 
 def load_model(path: Path | str, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):

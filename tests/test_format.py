@@ -16,7 +16,6 @@ from stair.format import (
     render_output,
     render_response,
     render_step,
-    truncate_chunk,
 )
 
 ISSUE_CODES = {
@@ -161,17 +160,6 @@ def test_output_without_header_is_the_whole_answer() -> None:
 
 
 # ---------------------------------------------------------------- chunk helpers
-
-
-def test_truncate_chunk_cuts_after_first_closing_tag() -> None:
-    assert truncate_chunk("Title: A\nx" + STEP_CLOSE + "junk" + STEP_CLOSE) == "Title: A\nx" + STEP_CLOSE
-    assert truncate_chunk(OUTPUT_OPEN + "a" + OUTPUT_CLOSE + "tail") == OUTPUT_OPEN + "a" + OUTPUT_CLOSE
-    # whichever closing tag comes first wins
-    assert truncate_chunk("a" + OUTPUT_CLOSE + "b" + STEP_CLOSE) == "a" + OUTPUT_CLOSE
-    assert truncate_chunk("a" + STEP_CLOSE + "b" + OUTPUT_CLOSE) == "a" + STEP_CLOSE
-    # opening tags do not cut; no closing tag leaves the text alone
-    assert truncate_chunk("a" + STEP_OPEN + "b" + OUTPUT_OPEN) == "a" + STEP_OPEN + "b" + OUTPUT_OPEN
-    assert truncate_chunk("") == ""
 
 
 def test_is_terminal_chunk() -> None:
