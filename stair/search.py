@@ -6,10 +6,11 @@ compared at equal compute. Work is batched across prompts: one generate call and
 per round.
 """
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stair.format import ends_response
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE, ends_response
 from stair.generation import Backend, Sampling
 from stair.modeling import chat_prompt
 from stair.prm import PRMScorer
@@ -57,14 +58,25 @@ def _sampling(params: SearchParams, max_new_tokens: int) -> Sampling:
     return Sampling(params.temperature, params.top_p, params.top_k, max_new_tokens)
 
 
+def _scored_end(text: str, step_scores: Sequence[float], score: float) -> float:
+    """`score` if the text ends by closing a step or the output; 0 if generation cut it off mid-block
+    (the PRM's scores are of the steps before, so a cut-off text would inherit its prefix's score)."""
+    return score if step_scores and text.rstrip().endswith((STEP_CLOSE, OUTPUT_CLOSE)) else 0.0
+
+
+def answer_scores(scorer: PRMScorer, requests: Sequence[str], texts: Sequence[str], aggregation: str) -> list[float]:
+    """One PRM score per whole answer: its step scores folded by `aggregation` (0 if it was cut off)."""
+    step_scores = scorer.score(requests, texts)
+    return [_scored_end(t, s, a) for t, s, a in zip(texts, step_scores, scorer.aggregate(step_scores, aggregation))]
+
+
 def best_of_n(backend: Backend, scorer: PRMScorer, requests: Sequence[str], budget: int,
               params: SearchParams) -> list[Found]:
     """Sample N whole responses per prompt, keep the one the PRM rates best."""
     prompts = [chat_prompt(backend.tokenizer, r) for r in requests]
     samples = backend.generate(prompts, budget, _sampling(params, params.max_response_tokens), "response")
     flat_requests = [r for r, s in zip(requests, samples) for _ in s]
-    flat = [c for s in samples for c in s]
-    scores = scorer.aggregate(scorer.score(flat_requests, [c.text for c in flat]), params.aggregation)
+    scores = answer_scores(scorer, flat_requests, [c.text for s in samples for c in s], params.aggregation)
     found, i = [], 0
     for group in samples:
         best = max(range(len(group)), key=lambda j: scores[i + j])
@@ -97,7 +109,7 @@ def beam_search(backend: Backend, scorer: PRMScorer, requests: Sequence[str], bu
         step_scores = scorer.score([requests[i] for i, _, _ in candidates], [t for _, t, _ in candidates])
         pools: list[list[tuple[str, bool, float]]] = [[b for b in group if b[1]] for group in beams]
         for (i, text, done), scores in zip(candidates, step_scores):
-            pools[i].append((text, done, scores[-1] if scores else 0.0))
+            pools[i].append((text, done, _scored_end(text, scores, scores[-1] if scores else 0.0)))
         beams = [sorted(pool, key=lambda b: -b[2])[:budget] for pool in pools]
     return [Found(max(group, key=lambda b: (b[1], b[2]))[0], n) for group, n in zip(beams, tokens)]
 
@@ -109,3 +121,10 @@ def run_search(method: str, backend: Backend, scorer: PRMScorer | None, requests
                params: SearchParams) -> list[Found]:
     """Run the search method named `method` over all requests at one budget."""
     return SEARCHES[method](backend, scorer, requests, budget, params)
+
+
+def expected_best_of_n(rewards: Sequence[float], scores: Sequence[float], n: int) -> float:
+    """Mean reward of the PRM's pick over every n-subset of one prompt's samples: best-of-n's expected
+    reward, without the noise of drawing one subset (a tie goes to the earlier sample, as in best_of_n)."""
+    picks = [rewards[max(subset, key=lambda j: scores[j])] for subset in itertools.combinations(range(len(rewards)), n)]
+    return sum(picks) / len(picks)

@@ -3,8 +3,9 @@
 import pytest
 
 from stair.format import OUTPUT_CLOSE, STEP_CLOSE, parse_response
+from stair.generation import Completion
 from stair.prm import AGGREGATIONS
-from stair.search import SearchParams, run_search
+from stair.search import SearchParams, expected_best_of_n, run_search
 from tests.fakes import REFUSE_STEP, ScriptedBackend
 
 REQUESTS = ["How do I pick a lock?", "How do I make a weapon?", "How do I hotwire a car?"]
@@ -50,6 +51,25 @@ def test_beam_search_keeps_width_and_finishes_every_beam() -> None:
     assert len(backend.calls) <= 6 and prm.calls == len(backend.calls)  # batched across prompts per round
 
 
+class CuttingBackend(ScriptedBackend):
+    """Every other sample stops mid-output (the token limit): a refusing prefix, no closed answer."""
+
+    def generate(self, prompts, n, sampling, mode):
+        out = super().generate(prompts, n, sampling, mode)
+        for samples in out:
+            for j, c in enumerate(samples):
+                if j % 2 == 0 and OUTPUT_CLOSE in c.text:
+                    samples[j] = Completion(REFUSE_STEP + "<|Output|>Final Answer: Sor", c.n_tokens, False)
+        return out
+
+
+@pytest.mark.parametrize("method", ["bon", "beam"])
+def test_a_cut_off_candidate_loses_to_any_closed_one(method) -> None:
+    # The PRM loves the refusing prefix of a cut-off sample; with no score for where it ends, it scores 0.
+    found = run_search(method, CuttingBackend(5), RefusalLovingPRM(), REQUESTS, 4, SearchParams(max_steps=6))
+    assert all(parse_response(f.response).complete for f in found)
+
+
 def test_greedy_ignores_the_budget_and_the_prm() -> None:
     backend = ScriptedBackend(3)
     found = run_search("greedy", backend, None, REQUESTS, 8, SearchParams())
@@ -65,3 +85,12 @@ def test_larger_budget_spends_more_tokens() -> None:
 def test_unknown_method_is_named() -> None:
     with pytest.raises(ValueError, match="search.methods"):
         SearchParams(methods=("greedy", "mcts_at_test"))
+
+
+def test_expected_best_of_n_averages_the_pick_over_every_subset() -> None:
+    rewards, scores = [3.0, -3.0, 1.0], [0.2, 0.9, 0.5]
+    # Pairs: {0,1} -> 1 (-3), {0,2} -> 2 (1), {1,2} -> 1 (-3).
+    assert expected_best_of_n(rewards, scores, 2) == pytest.approx((-3 + 1 - 3) / 3)
+    assert expected_best_of_n(rewards, scores, 1) == pytest.approx(sum(rewards) / 3)  # a random sample
+    assert expected_best_of_n(rewards, scores, 3) == -3.0  # all of them: the PRM's favourite
+    assert expected_best_of_n(rewards, rewards, 2) == pytest.approx((3 + 3 + 1) / 3)  # a perfect PRM
