@@ -58,6 +58,8 @@ class TreeNode(_Row):
     reward: float | None = Field(None, description="reward of the final answer evaluated at this node")
     safety: float | None = None
     helpfulness: float | None = None
+    rollout: str | None = Field(None, description="the continuation sampled to evaluate this (non-terminal) node")
+    rollout_reward: float | None = Field(None, description="reward of prefix + rollout, as judged")
 
     @model_validator(mode="after")
     def _root_has_no_parent(self) -> "TreeNode":
@@ -98,6 +100,8 @@ class PRMExample(_Row):
     kind: Kind
     iteration: int = Field(ge=0)
     split: str = Field("train", description="train, or validation (trees held out from PRM training)")
+    source: Literal["node", "rollout"] = Field(
+        "node", description="node: a tree step and its value; rollout: a node's rollout, labelled by its reward")
 
 
 class EvalRecord(_Row):

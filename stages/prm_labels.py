@@ -3,8 +3,9 @@
     dvc repro prm_labels  # or: python -m stages.prm_labels
 
 Every node visited often enough (or terminal) becomes a PRMExample: its path, its value scaled to
-[0, 1] by the reward's range (soft label) and thresholded (hard label). A share of prompts is held out
-as the validation split. Writes data/prm_labels and metrics/prm_labels.json.
+[0, 1] by the reward's range (soft label) and thresholded (hard label); so does every completed
+rollout (the node's path and the rollout's steps, labelled by the judged reward). A share of prompts
+is held out as the validation split. Writes data/prm_labels and metrics/prm_labels.json.
 """
 
 from collections import Counter
@@ -27,7 +28,8 @@ def main() -> None:
     examples = prm_examples(nodes, read_artifact(prompts_path, SeedPrompt), params, reward)
     write_artifact(Path("data/prm_labels"), examples, PRMExample, stage="prm_labels",
                    params={"prm_labels": raw, "reward": raw_reward}, inputs=[*node_paths, prompts_path])
-    counts = {"examples": len(examples), "by_split": dict(Counter(e.split for e in examples)),
+    counts = {"examples": len(examples), "by_source": dict(Counter(e.source for e in examples)),
+              "by_split": dict(Counter(e.split for e in examples)),
               "by_kind": dict(Counter(e.kind for e in examples)),
               "hard_positive_share": round(sum(e.hard_label for e in examples) / max(len(examples), 1), 4)}
     write_json(Path("metrics/prm_labels.json"), counts)

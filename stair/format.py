@@ -173,6 +173,12 @@ def parse_response(text: str) -> ParsedResponse:
     return ParsedResponse(steps=steps, output=output, output_closed=output_closed, issues=issues)
 
 
+def split_chunks(text: str) -> list[str]:
+    """The text cut after every closing tag: step chunks as the trees hold them ("".join gives the text)."""
+    chunks = re.split(f"(?<={re.escape(STEP_CLOSE)})|(?<={re.escape(OUTPUT_CLOSE)})", text)
+    return [c for c in chunks if c]
+
+
 def is_terminal_chunk(chunk: str) -> bool:
     """A generated step chunk ends the response when it closes the final output."""
     return OUTPUT_CLOSE in chunk

@@ -5,7 +5,8 @@ Semantics follow the official STAIR code: nodes are reasoning steps; selection d
 stream); a leaf is expanded (m sampled next steps, duplicates dropped) only once it has been visited;
 an unvisited node is evaluated directly: a terminal node (its step closes the output) by judging the
 response, any other by one rollout to a final answer; the reward is added to the node and every
-ancestor (value = mean). After the iterations, every node never visited is evaluated once.
+ancestor (value = mean). After the iterations, every node never visited is evaluated once. A node's
+first rollout is kept on it with its reward: a whole answer with an exact label, for the PRM.
 
 Batching: each tick, every active tree selects its leaf; all expansions of the tick go to the backend
 in one call (n = m per node), then all rollouts in one call, then all final answers to the judge in
@@ -70,6 +71,8 @@ class Node:
     reward: float | None = None
     safety: float | None = None
     helpfulness: float | None = None
+    rollout: str | None = None
+    rollout_reward: float | None = None
 
     @property
     def value(self) -> float:
@@ -149,7 +152,7 @@ class Tree:
                 node_id=n.node_id, parent_id=n.parent, depth=n.depth, step=n.step, n_tokens=n.n_tokens,
                 visits=n.visits, evaluations=n.evaluations, value_sum=round(n.value_sum, 6),
                 value=round(n.value, 6), terminal=n.terminal, reward=n.reward, safety=n.safety,
-                helpfulness=n.helpfulness,
+                helpfulness=n.helpfulness, rollout=n.rollout, rollout_reward=n.rollout_reward,
             )
             for n in self.nodes
         ]
@@ -197,29 +200,32 @@ class SIMCTS:
 
     def _evaluate(self, work: list[tuple[Tree, int]]) -> None:
         """Evaluate nodes: reuse a terminal reward, else judge the response (after a rollout if not terminal)."""
-        to_judge: list[tuple[Tree, int, str]] = []
+        to_judge: list[tuple[Tree, int, str | None]] = []  # (tree, node, rollout text if one was sampled)
         rollouts: list[tuple[Tree, int]] = []
         for tree, node_id in work:
             node = tree.nodes[node_id]
             if node.terminal and node.reward is not None:
                 tree.backup(node_id, node.reward)
             elif node.terminal:
-                to_judge.append((tree, node_id, tree.path_text(node_id)))
+                to_judge.append((tree, node_id, None))
             else:
                 rollouts.append((tree, node_id))
         outputs = self._generate(
             [t.prompt_text + t.path_text(n) for t, n in rollouts], 1, self.rollout_sampling, "response"
         )
         for (tree, node_id), samples in zip(rollouts, outputs):
-            to_judge.append((tree, node_id, tree.path_text(node_id) + samples[0].text))
+            to_judge.append((tree, node_id, samples[0].text))
         if not to_judge:
             return
         self.stats.judge_calls += 1
-        scores: list[Scored] = self.judge([t.prompt for t, _, _ in to_judge], [r for _, _, r in to_judge])
-        for (tree, node_id, _), score in zip(to_judge, scores):
+        scores: list[Scored] = self.judge([t.prompt for t, _, _ in to_judge],
+                                          [t.path_text(n) + (r or "") for t, n, r in to_judge])
+        for (tree, node_id, rollout), score in zip(to_judge, scores):
             node = tree.nodes[node_id]
             if node.terminal:
                 node.reward, node.safety, node.helpfulness = score.reward, score.safety, score.helpfulness
+            elif node.rollout is None:  # the first rollout is kept: a whole answer with its reward, for the PRM
+                node.rollout, node.rollout_reward = rollout, score.reward
             tree.backup(node_id, score.reward)
 
     def tick(self, trees: list[Tree]) -> list[Tree]:

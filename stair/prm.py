@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas import PRMExample, SeedPrompt, TreeNode
-from stair.format import OUTPUT_CLOSE, STEP_CLOSE
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE, is_terminal_chunk, split_chunks
 from stair.pairs import PATHS_SQL, kind_range, nodes_connection, query_rows
 from stair.reward import RewardParams
 
@@ -31,6 +31,7 @@ class LabelParams:
     hard_threshold: float = 0.5  # scaled value at or above which the hard label is 1
     max_tokens: int = 2048
     validation_share: float = 0.2  # share of prompts whose trees are kept out of training
+    rollouts: bool = True  # also label each node's completed rollout (its final output) with its reward
 
 
 def split_of(prompt_id: str, validation_share: float) -> str:
@@ -45,26 +46,36 @@ def scale_value(value: float, kind: str, reward: RewardParams) -> float:
 
 
 _LABELLED = PATHS_SQL + """
-select n.prompt_id, p.text as prompt, pp.steps, n.value, n.visits, n.kind, n.iteration
+select n.prompt_id, p.text as prompt, pp.steps, n.value, n.visits, n.kind, n.iteration,
+       n.terminal or n.visits >= $min_visits as labelled, n.rollout, n.rollout_reward
 from nodes n join paths pp on pp.tree_id = n.tree_id and pp.node_id = n.node_id
 join prompts p on p.id = n.prompt_id
-where n.parent_id is not null and (n.terminal or n.visits >= $min_visits) and n.n_tokens <= $max_tokens
+where n.parent_id is not null and n.n_tokens <= $max_tokens
 order by n.iteration, n.tree_id, n.node_id
 """
 
 
 def prm_examples(nodes: Sequence[TreeNode], prompts: Sequence[SeedPrompt], params: LabelParams,
                  reward: RewardParams) -> list[PRMExample]:
-    """One example per sufficiently visited (or terminal) node: its path, soft and hard labels."""
+    """One example per sufficiently visited (or terminal) node: its path, soft and hard labels; and, with
+    `params.rollouts`, one per completed rollout: the node's path plus the rollout's steps, labelled at
+    its final output by the judged reward (the tree holds few final outputs; best-of-N scores them)."""
     con = nodes_connection(list(nodes), list(prompts))
     examples = []
-    for row in query_rows(con, _LABELLED, {"min_visits": params.min_visits, "max_tokens": params.max_tokens}):
-        label = scale_value(row["value"], row["kind"], reward)
+
+    def add(row: dict, steps: list[str], value: float, visits: int, source: str) -> None:
+        label = scale_value(value, row["kind"], reward)
         examples.append(PRMExample(
-            prompt_id=row["prompt_id"], prompt=row["prompt"], steps=row["steps"], label=round(label, 6),
-            hard_label=int(label >= params.hard_threshold), value=row["value"], visits=row["visits"],
-            kind=row["kind"], iteration=row["iteration"], split=split_of(row["prompt_id"], params.validation_share),
+            prompt_id=row["prompt_id"], prompt=row["prompt"], steps=steps, label=round(label, 6),
+            hard_label=int(label >= params.hard_threshold), value=value, visits=visits, kind=row["kind"],
+            iteration=row["iteration"], split=split_of(row["prompt_id"], params.validation_share), source=source,
         ))
+
+    for row in query_rows(con, _LABELLED, {"min_visits": params.min_visits, "max_tokens": params.max_tokens}):
+        if row["labelled"]:
+            add(row, row["steps"], row["value"], row["visits"], "node")
+        if params.rollouts and row["rollout"] and is_terminal_chunk(row["rollout"]):
+            add(row, row["steps"] + split_chunks(row["rollout"]), row["rollout_reward"], 1, "rollout")
     return examples
 
 
@@ -125,10 +136,11 @@ class PRMScorer:
 def sibling_ranking_accuracy(scorer: PRMScorer, examples: Sequence[PRMExample], margin: float) -> tuple[float, int]:
     """Share of sibling pairs (values differing by more than `margin`) the PRM orders like their values.
 
-    Scores each distinct (prompt, steps) once, in batches; returns (accuracy, number of pairs).
+    Only tree nodes count (not rollouts). Scores each distinct (prompt, steps) once, in batches; returns
+    (accuracy, number of pairs).
     """
     groups: dict[tuple, list[PRMExample]] = {}
-    for e in examples:
+    for e in (e for e in examples if e.source == "node"):
         groups.setdefault((e.prompt_id, e.iteration, tuple(e.steps[:-1])), []).append(e)
     pairs = [(a, b) for g in groups.values() for a in g for b in g if a.value - b.value > margin]
     if not pairs:

@@ -16,6 +16,7 @@ from stair.format import (
     render_output,
     render_response,
     render_step,
+    split_chunks,
 )
 
 ISSUE_CODES = {
@@ -219,3 +220,20 @@ def test_parse_is_consistent_on_nearly_valid_text(text: str) -> None:
 def test_parse_never_raises_on_any_text(text: str) -> None:
     parsed = parse_response(text)
     assert set(parsed.issues) <= ISSUE_CODES
+
+
+@given(st.lists(st.sampled_from(["a", " ", "\n", *FORMAT_TOKENS]), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_split_chunks_cuts_after_closing_tags_and_joins_back(parts: list[str]) -> None:
+    text = "".join(parts)
+    chunks = split_chunks(text)
+    assert "".join(chunks) == text and all(chunks)
+    for chunk in chunks[:-1]:
+        assert chunk.endswith((STEP_CLOSE, OUTPUT_CLOSE))
+    for chunk in chunks:
+        assert chunk.count(STEP_CLOSE) + chunk.count(OUTPUT_CLOSE) <= 1
+
+
+def test_split_chunks_gives_tree_steps() -> None:
+    steps = [render_step("A", "a"), render_step("B", "b"), render_output("done")]
+    assert split_chunks("".join(steps)) == steps

@@ -80,7 +80,10 @@ def test_tree_invariants_hold() -> None:
                 assert by_id[row.parent_id].depth == row.depth - 1
                 assert row.n_tokens > by_id[row.parent_id].n_tokens
             if row.terminal:
-                assert row.reward is not None and not children
+                assert row.reward is not None and not children and row.rollout is None
+            elif row.parent_id is not None:  # evaluated by a rollout: kept, with its judged reward
+                assert row.rollout and lo <= row.rollout_reward <= hi
+                assert row.evaluations > 0 or children
 
 
 def test_at_most_one_generate_call_per_kind_per_tick_whatever_the_number_of_trees() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from schemas import EvalRecord, SeedPrompt, SFTExample, StepPair, TreeNode
+from schemas import EvalRecord, PRMExample, SeedPrompt, SFTExample, StepPair, TreeNode
 from stair.store import read_artifact, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +120,18 @@ def test_tree_invariants_on_the_real_artifact(project: Path) -> None:
             assert row.visits == row.evaluations + sum(k.visits for k in kids)
             assert -3.0 <= row.value <= 3.0
             assert row.iteration == iteration
+            if row.parent_id is not None and not row.terminal:  # evaluated by a rollout, which is kept
+                assert row.rollout and -3.0 <= row.rollout_reward <= 3.0
+
+
+def test_prm_labels_hold_tree_steps_and_completed_rollouts(project: Path) -> None:
+    examples = read_artifact(project / "data/prm_labels", PRMExample)
+    assert {e.source for e in examples} == {"node", "rollout"}
+    for e in examples:
+        if e.source == "rollout":
+            assert e.steps[-1].rstrip().endswith("<|/Output|>") and e.visits == 1
+    prm = json.loads((project / "metrics/prm.json").read_text())
+    assert prm["paths"] > 0 and 0.0 <= prm["validation_sibling_accuracy"] <= 1.0
 
 
 def test_sql_over_artifacts(project: Path, capsys) -> None:
@@ -200,7 +212,8 @@ def test_dry_run_publish_folder_round_trips(project: Path, tmp_path: Path) -> No
     assert pairs, "the micro run found no preference pairs in any iteration"
     for config, artifact in [("sft", "data/sft"), ("trees_2", "data/nodes/2"), ("eval", "data/eval"),
                              (f"pairs_{pairs[0]}", f"data/pairs/{pairs[0]}")]:
-        loaded = load_dataset(str(folder), config, split="train")
+        # A fresh cache: `datasets` may serve an earlier run's copy of a folder at the same path.
+        loaded = load_dataset(str(folder), config, split="train", cache_dir=str(tmp_path / "datasets"))
         assert loaded.to_list() == [r.model_dump() for r in read_artifact(project / artifact)]
     assert main(["pull", str(folder), "--config", f"pairs_{pairs[0]}", "--out", str(tmp_path / "pulled")]) == 0
     assert read_artifact(tmp_path / "pulled") == read_artifact(project / f"data/pairs/{pairs[0]}")

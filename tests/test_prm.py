@@ -7,9 +7,26 @@ import torch
 
 from schemas import PRMExample, SeedPrompt, TreeNode
 from stair.format import render_output, render_step
-from stair.prm import AGGREGATIONS, LabelParams, PRMScorer, prm_examples, scale_value, split_of
+from stair.prm import (
+    AGGREGATIONS,
+    LabelParams,
+    PRMScorer,
+    close_token_ids,
+    prm_examples,
+    scale_value,
+    split_of,
+)
 from stair.reward import RewardParams
-from stair.training.prm import PRMParams, path_sequences, sibling_pairs, train_prm
+from stair.training.prm import (
+    IGNORE,
+    PRMParams,
+    _collate,
+    path_sequences,
+    prm_loss,
+    sibling_pairs,
+    train_prm,
+    training_rows,
+)
 from tests.fakes import save_tiny_model
 
 REWARD = RewardParams()
@@ -36,6 +53,22 @@ def test_labels_scale_values_and_skip_unvisited_nodes() -> None:
     assert split_of("p", 1.0) == "validation"
 
 
+def test_completed_rollouts_become_examples_labelled_by_their_reward() -> None:
+    rolled = node(1, 0, 3.0, S1).model_copy(update={"rollout": S2 + OUT, "rollout_reward": -1.0})
+    cut = node(2, 0, -3.0, S2).model_copy(update={"rollout": S1 + "<|Output|>Final Answer: Su", "rollout_reward": -3.0})
+    nodes = [NODES[0], rolled, cut]
+    examples = prm_examples(nodes, PROMPTS, LabelParams(min_visits=1, validation_share=0.0), REWARD)
+    rollouts = [e for e in examples if e.source == "rollout"]
+    assert [(e.steps, e.value, e.visits) for e in rollouts] == [([S1, S2, OUT], -1.0, 1)]  # the cut one has no end
+    assert rollouts[0].label == pytest.approx(scale_value(-1.0, "safety", REWARD), abs=1e-6)
+    assert [e.steps for e in examples if e.source == "node"] == [[S1], [S2]]
+    assert not [e for e in prm_examples(nodes, PROMPTS, LabelParams(rollouts=False), REWARD) if e.source == "rollout"]
+    # Packed with the tree's labels on the shared prefix; rollouts never form sibling pairs.
+    assert path_sequences(rollouts + [e for e in examples if e.steps == [S1]])[0]["labels"] == [1.0, None,
+                                                                                                 rollouts[0].label]
+    assert sibling_pairs(rollouts, margin=0.0) == []
+
+
 def test_paths_are_packed_so_prefixes_share_a_sequence() -> None:
     def ex(steps, label):
         return PRMExample(prompt_id="p", prompt="q", steps=steps, label=label, hard_label=int(label >= 0.5),
@@ -45,7 +78,42 @@ def test_paths_are_packed_so_prefixes_share_a_sequence() -> None:
     assert sorted((tuple(s["steps"]), tuple(s["labels"])) for s in sequences) == sorted(
         [((S1, OUT), (0.9, 1.0)), ((S2,), (0.1,))])
     assert sibling_pairs([ex([S1], 0.9), ex([S2], 0.1)], margin=0.5) == [
-        {"prompt": "q", "chosen": [S1], "rejected": [S2]}]
+        {"prompt": "q", "chosen": [S1], "rejected": [S2], }]
+
+
+def test_loss_is_bce_at_labelled_positions_plus_weighted_bradley_terry_on_pairs() -> None:
+    F = torch.nn.functional
+    logits = torch.tensor([[0.3, 2.0, 9.0], [0.1, -1.0, 9.0], [5.0, 0.5, -7.0]])
+    labels = torch.full((3, 3), IGNORE)
+    labels[2, 1] = 0.8  # sequence 2 is a path labelled at its one step end; 0 and 1 are a pair
+    pairs = torch.tensor([[0, 1, 1, 1]])  # chosen: sequence 0 at 1, rejected: sequence 1 at 1
+    bce = F.binary_cross_entropy_with_logits(torch.tensor([0.5]), torch.tensor([0.8]))
+    ranking = -F.logsigmoid(torch.tensor(2.0 - -1.0))
+    assert torch.isclose(prm_loss(logits, labels, pairs[:0]), bce)
+    assert torch.isclose(prm_loss(logits, labels, pairs, 0.5), bce + 0.5 * ranking)
+    assert torch.isclose(prm_loss(logits, torch.full((3, 3), IGNORE), pairs), ranking)  # pairwise alone
+    # Swapping chosen and rejected raises the ranking term only.
+    assert prm_loss(logits, labels, pairs[:, [2, 3, 0, 1]], 0.5) > prm_loss(logits, labels, pairs, 0.5)
+
+
+def test_training_rows_pack_paths_and_pairs_for_the_collator(tiny) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    examples = prm_examples(NODES, PROMPTS, LabelParams(min_visits=0, validation_share=0.0), REWARD)
+    rows = training_rows(tokenizer, examples, PRMParams(loss="soft", pairwise_weight=1.0, pair_margin=0.1))
+    paths, pairs = [r for r in rows if not r["rank_at"]], [r for r in rows if r["rank_at"]]
+    assert len(paths) == 2 and len(pairs) == 1  # paths S1+OUT and S2; S1 beats S2
+    batch = _collate(tokenizer.pad_token_id)(rows)
+    assert batch["input_ids"].shape[0] == 4 and batch["pairs"].tolist() == [[2, pairs[0]["rank_at"][0], 3,
+                                                                             pairs[0]["rank_at"][1]]]
+    close = close_token_ids(tokenizer)
+    chosen_seq, chosen_at, rejected_seq, rejected_at = batch["pairs"][0].tolist()
+    assert batch["input_ids"][chosen_seq, chosen_at].item() in close
+    assert batch["input_ids"][rejected_seq, rejected_at].item() in close
+    assert (batch["labels"][2:] == IGNORE).all()  # pair sides carry no BCE target
+    assert sorted(batch["labels"][batch["labels"] != IGNORE].tolist()) == [0.0, 1.0, 1.0]
+    assert [len(r["input_ids"]) for r in training_rows(tokenizer, examples, PRMParams(loss="pairwise"))] == [2]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +144,7 @@ def test_training_changes_the_weights(tiny, tmp_path, loss) -> None:
 
     before = AutoModelForTokenClassification.from_pretrained(tiny, num_labels=1).model.embed_tokens.weight.clone()
     result = train_prm(tiny, examples, tmp_path / "prm", PRMParams(loss=loss, epochs=2, batch_size=4,
-                                                                     learning_rate=1e-2, pair_margin=0.1))
+                                                                     learning_rate=1e-2, pair_margin=0.1,
+                                                                     pairwise_weight=0.5))
     after = AutoModelForTokenClassification.from_pretrained(tmp_path / "prm").model.embed_tokens.weight
     assert result["steps"] > 0 and not torch.equal(before, after)

@@ -3,8 +3,10 @@
 A one-logit token-classification head on a causal-LM backbone (by default the final policy). Each
 training sequence is a maximal path of a tree (prompt + steps); it carries a label at the closing
 token of every labelled step on it, so a path's prefixes share one forward pass. Losses:
-`soft` (BCE on the value scaled to [0, 1], the default), `hard` (BCE on the thresholded label), and
-`pairwise` (Bradley-Terry on sibling steps whose labels differ by more than `pair_margin`).
+`soft` (BCE on the value scaled to [0, 1], the default) or `hard` (BCE on the thresholded label),
+each plus `pairwise_weight` x Bradley-Terry on sibling steps whose labels differ by more than
+`pair_margin`; or `pairwise` (Bradley-Terry alone). Ranking alone leaves the scores on no common
+scale: they order siblings but not whole answers to different prompts, which best-of-N needs.
 TRL's PRMTrainer is not used: it casts labels to int (soft labels become 0) and was removed in 1.14.
 """
 
@@ -37,7 +39,8 @@ class PRMParams(TrainParams):
 
     learning_rate: float = 5e-4
     loss: str = "soft"
-    pair_margin: float = 0.1  # pairwise: scaled-label gap between siblings to form a pair
+    pairwise_weight: float = 0.0  # soft / hard: + this x Bradley-Terry on sibling pairs
+    pair_margin: float = 0.1  # scaled-label gap between siblings to form a pair
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -63,68 +66,91 @@ def path_sequences(examples: list[PRMExample], hard: bool = False) -> list[dict]
 
 
 def sibling_pairs(examples: list[PRMExample], margin: float) -> list[dict]:
-    """Sibling steps (same prompt, iteration and prefix) whose labels differ by more than `margin`."""
+    """Sibling tree steps (same prompt, iteration and prefix) whose labels differ by more than `margin`."""
     groups: dict[tuple, list[PRMExample]] = defaultdict(list)
-    for e in examples:
+    for e in (e for e in examples if e.source == "node"):
         groups[(e.prompt_id, e.iteration, tuple(e.steps[:-1]))].append(e)
-    pairs = []
-    for siblings in groups.values():
-        for a in siblings:
-            for b in siblings:
-                if a.label - b.label > margin:
-                    pairs.append({"prompt": a.prompt, "chosen": a.steps, "rejected": b.steps})
-    return pairs
+    return [{"prompt": a.prompt, "chosen": a.steps, "rejected": b.steps}
+            for siblings in groups.values() for a in siblings for b in siblings if a.label - b.label > margin]
 
 
-def encode(tokenizer, prompt: str, steps: list[str], labels: list[float | None], max_length: int) -> dict:
-    """input_ids with a label at each labelled step's closing token and IGNORE elsewhere."""
+def encode(tokenizer, prompt: str, steps: list[str], max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt and steps (cut at `max_length`), and the positions of the step ends kept."""
     ids = tokenizer(chat_prompt(tokenizer, prompt) + "".join(steps), add_special_tokens=False)["input_ids"]
     ids = ids[:max_length]
-    targets = [IGNORE] * len(ids)
-    ends = step_end_positions(ids, close_token_ids(tokenizer))
-    for position, label in zip(ends, labels):
-        if label is not None:
-            targets[position] = label
-    return {"input_ids": ids, "labels": targets}
+    return ids, step_end_positions(ids, close_token_ids(tokenizer))
+
+
+def training_rows(tokenizer, examples: list[PRMExample], params: "PRMParams") -> list[dict]:
+    """Rows of one or two sequences: a path with BCE targets at its labelled step ends (soft, hard), or
+    a sibling pair (chosen, rejected) with the position of each side's last step (Bradley-Terry)."""
+    rows = []
+    if params.loss != "pairwise":
+        for path in path_sequences(examples, hard=params.loss == "hard"):
+            ids, ends = encode(tokenizer, path["prompt"], path["steps"], params.max_length)
+            targets = [IGNORE] * len(ids)
+            for position, label in zip(ends, path["labels"]):
+                if label is not None:
+                    targets[position] = label
+            if any(t != IGNORE for t in targets):
+                rows.append({"input_ids": [ids], "labels": [targets], "rank_at": []})
+    if params.loss == "pairwise" or params.pairwise_weight > 0:
+        for pair in sibling_pairs(examples, params.pair_margin):
+            chosen, rejected = (encode(tokenizer, pair["prompt"], pair[side], params.max_length)
+                                for side in ("chosen", "rejected"))
+            # Both last steps must survive the cut at max_length to be compared.
+            if len(chosen[1]) == len(pair["chosen"]) and len(rejected[1]) == len(pair["rejected"]):
+                rows.append({"input_ids": [chosen[0], rejected[0]],
+                             "labels": [[IGNORE] * len(chosen[0]), [IGNORE] * len(rejected[0])],
+                             "rank_at": [chosen[1][-1], rejected[1][-1]]})
+    return rows
 
 
 def _collate(pad_id: int):
     import torch
 
     def collate(rows: list[dict]) -> dict:
-        if "chosen" in rows[0]:  # pairwise: chosen and rejected of a pair side by side
-            rows = [side for r in rows for side in (r["chosen"], r["rejected"])]
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), pad_id)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            mask[i, :n] = 1
-            labels[i, :n] = torch.tensor(r["labels"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        sequences = [(ids, labels) for r in rows for ids, labels in zip(r["input_ids"], r["labels"])]
+        width = max(len(ids) for ids, _ in sequences)
+        ids = torch.full((len(sequences), width), pad_id)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        labels = torch.full((len(sequences), width), IGNORE)
+        for i, (row_ids, row_labels) in enumerate(sequences):
+            ids[i, : len(row_ids)] = torch.tensor(row_ids)
+            mask[i, : len(row_ids)] = 1
+            labels[i, : len(row_ids)] = torch.tensor(row_labels)
+        pairs, first = [], 0  # (chosen sequence, its position, rejected sequence, its position)
+        for r in rows:
+            if r["rank_at"]:
+                pairs.append([first, r["rank_at"][0], first + 1, r["rank_at"][1]])
+            first += len(r["input_ids"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels,
+                "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 4)}
 
     return collate
 
 
-def _trainer_class(pairwise: bool):
-    import torch
+def prm_loss(logits, labels, pairs, pairwise_weight: float = 1.0):
+    """BCE where `labels` is not IGNORE, plus `pairwise_weight` x Bradley-Terry on `pairs` (P x 4 rows of
+    chosen sequence, position, rejected sequence, position); either term is left out when it has no data."""
+    import torch.nn.functional as F
+
+    mask = labels != IGNORE
+    loss = F.binary_cross_entropy_with_logits(logits[mask], labels[mask]) if mask.any() else logits.sum() * 0
+    if len(pairs):
+        chosen, rejected = logits[pairs[:, 0], pairs[:, 1]], logits[pairs[:, 2], pairs[:, 3]]
+        loss = loss + pairwise_weight * -F.logsigmoid(chosen - rejected).mean()
+    return loss
+
+
+def _trainer_class(pairwise_weight: float):
     from transformers import Trainer
 
     class PRMTrainer(Trainer):
-        """BCE on labelled positions; pairwise rows (chosen, rejected interleaved) use Bradley-Terry."""
-
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
+            labels, pairs = inputs.pop("labels"), inputs.pop("pairs")
             logits = model(**inputs).logits[..., 0]
-            mask = labels != IGNORE
-            if pairwise:
-                # Each row has one labelled position (its last step); rows alternate chosen, rejected.
-                last = logits[mask]
-                loss = -torch.nn.functional.logsigmoid(last[0::2] - last[1::2]).mean()
-            else:
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], labels[mask])
+            loss = prm_loss(logits, labels, pairs, pairwise_weight)
             return (loss, logits) if return_outputs else loss
 
     return PRMTrainer
@@ -143,36 +169,27 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
     model = AutoModelForTokenClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
-    if params.loss == "pairwise":
-        rows = []
-        for pair in sibling_pairs(examples, params.pair_margin):
-            encoded = {}
-            for side in ("chosen", "rejected"):
-                labels = [None] * (len(pair[side]) - 1) + [1.0]
-                encoded[side] = encode(tokenizer, pair["prompt"], pair[side], labels, params.max_length)
-            if all(any(x != IGNORE for x in e["labels"]) for e in encoded.values()):
-                rows.append(encoded)
-    else:
-        rows = [encode(tokenizer, s["prompt"], s["steps"], s["labels"], params.max_length)
-                for s in path_sequences(examples, hard=params.loss == "hard")]
-        rows = [r for r in rows if any(label != IGNORE for label in r["labels"])]
+    rows = training_rows(tokenizer, examples, params)
     if not rows:
         raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
     args = TrainingArguments(remove_unused_columns=False, **training_args(params))
-    trainer = _trainer_class(params.loss == "pairwise")(
+    trainer = _trainer_class(1.0 if params.loss == "pairwise" else params.pairwise_weight)(
         model=model if params.lora.r <= 0 else _with_lora(model, params.lora),
         args=args,
         train_dataset=Dataset.from_list(rows),
         data_collator=_collate(tokenizer.pad_token_id),
     )
-    log.info("PRM (%s loss) on %d sequences from %d labelled steps", params.loss, len(rows), len(examples))
+    n_pairs = sum(bool(r["rank_at"]) for r in rows)
+    log.info("PRM (%s loss, pairwise weight %s) on %d paths and %d sibling pairs from %d labelled steps",
+             params.loss, params.pairwise_weight, len(rows) - n_pairs, n_pairs, len(examples))
     result = trainer.train()
     save_trained(trainer, tokenizer, out_dir)
     return {
         "train_loss": round(result.training_loss, 5),
         "steps": result.global_step,
         "runtime_s": round(result.metrics["train_runtime"], 1),
-        "sequences": len(rows),
+        "paths": len(rows) - n_pairs,
+        "sibling_pairs": n_pairs,
         "labelled_steps": len(examples),
         "history": loss_history(trainer),
     }
