@@ -20,7 +20,7 @@ import yaml
 
 from schemas import SeedPrompt
 from stair.config import from_mapping
-from stair.evaluation import first_per_group, heldout_suite, judge_records
+from stair.evaluation import evaluate_greedy, first_per_group, heldout_suite, judge_records
 from stair.generation import BackendParams, Sampling, make_backend
 from stair.judges import JudgeParams, make_judge
 from stair.modeling import chat_prompt
@@ -54,9 +54,9 @@ def main() -> None:
     judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
     texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
 
-    greedy = backend.generate(texts, 1, Sampling(0.0, max_new_tokens=search.max_response_tokens), "response")
-    greedy_rewards = [r.reward for r in judge_records(prompts, [g[0].text for g in greedy], [0] * len(prompts),
-                                                      judge, "greedy", heldout_suite)]
+    greedy = evaluate_greedy(backend, backend.tokenizer, prompts, judge, "greedy",
+                             sampling=Sampling(0.0, max_new_tokens=search.max_response_tokens))
+    greedy_rewards = [r.reward for r in greedy]
     sampling = Sampling(temperature, search.top_p, search.top_k, search.max_response_tokens)
     samples = backend.generate(texts, args.samples, sampling, "response")
     flat_prompts = [p for p, group in zip(prompts, samples) for _ in group]

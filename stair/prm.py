@@ -133,16 +133,21 @@ class PRMScorer:
         return [AGGREGATIONS[how](list(s)) if s else 0.0 for s in step_scores]
 
 
-def sibling_ranking_accuracy(scorer: PRMScorer, examples: Sequence[PRMExample], margin: float) -> tuple[float, int]:
-    """Share of sibling pairs (values differing by more than `margin`) the PRM orders like their values.
-
-    Only tree nodes count (not rollouts). Scores each distinct (prompt, steps) once, in batches; returns
-    (accuracy, number of pairs).
-    """
+def sibling_steps(examples: Sequence[PRMExample], margin: float, by: str) -> list[tuple[PRMExample, PRMExample]]:
+    """(better, worse) sibling tree steps (same prompt, iteration and prefix; rollouts are no tree steps)
+    whose `by` ("label" or "value") differs by more than `margin`."""
     groups: dict[tuple, list[PRMExample]] = {}
     for e in (e for e in examples if e.source == "node"):
         groups.setdefault((e.prompt_id, e.iteration, tuple(e.steps[:-1])), []).append(e)
-    pairs = [(a, b) for g in groups.values() for a in g for b in g if a.value - b.value > margin]
+    return [(a, b) for g in groups.values() for a in g for b in g if getattr(a, by) - getattr(b, by) > margin]
+
+
+def sibling_ranking_accuracy(scorer: PRMScorer, examples: Sequence[PRMExample], margin: float) -> tuple[float, int]:
+    """Share of sibling pairs (values differing by more than `margin`) the PRM orders like their values.
+
+    Scores each distinct (prompt, steps) once, in batches; returns (accuracy, number of pairs).
+    """
+    pairs = sibling_steps(examples, margin, by="value")
     if not pairs:
         return 0.0, 0
     distinct = {(e.prompt, tuple(e.steps)) for pair in pairs for e in pair}

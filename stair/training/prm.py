@@ -17,7 +17,7 @@ from pathlib import Path
 
 from schemas import PRMExample
 from stair.modeling import chat_prompt
-from stair.prm import close_token_ids, step_end_positions
+from stair.prm import close_token_ids, sibling_steps, step_end_positions
 from stair.training.common import (
     LoraParams,
     TrainParams,
@@ -66,12 +66,9 @@ def path_sequences(examples: list[PRMExample], hard: bool = False) -> list[dict]
 
 
 def sibling_pairs(examples: list[PRMExample], margin: float) -> list[dict]:
-    """Sibling tree steps (same prompt, iteration and prefix) whose labels differ by more than `margin`."""
-    groups: dict[tuple, list[PRMExample]] = defaultdict(list)
-    for e in (e for e in examples if e.source == "node"):
-        groups[(e.prompt_id, e.iteration, tuple(e.steps[:-1]))].append(e)
+    """Sibling tree steps whose labels differ by more than `margin`, as prompt, chosen and rejected steps."""
     return [{"prompt": a.prompt, "chosen": a.steps, "rejected": b.steps}
-            for siblings in groups.values() for a in siblings for b in siblings if a.label - b.label > margin]
+            for a, b in sibling_steps(examples, margin, by="label")]
 
 
 def encode(tokenizer, prompt: str, steps: list[str], max_length: int) -> tuple[list[int], list[int]]:
@@ -81,7 +78,7 @@ def encode(tokenizer, prompt: str, steps: list[str], max_length: int) -> tuple[l
     return ids, step_end_positions(ids, close_token_ids(tokenizer))
 
 
-def training_rows(tokenizer, examples: list[PRMExample], params: "PRMParams") -> list[dict]:
+def training_rows(tokenizer, examples: list[PRMExample], params: PRMParams) -> list[dict]:
     """Rows of one or two sequences: a path with BCE targets at its labelled step ends (soft, hard), or
     a sibling pair (chosen, rejected) with the position of each side's last step (Bradley-Terry)."""
     rows = []
@@ -173,7 +170,8 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     if not rows:
         raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
     args = TrainingArguments(remove_unused_columns=False, **training_args(params))
-    trainer = _trainer_class(1.0 if params.loss == "pairwise" else params.pairwise_weight)(
+    pairwise_weight = 1.0 if params.loss == "pairwise" else params.pairwise_weight
+    trainer = _trainer_class(pairwise_weight)(
         model=model if params.lora.r <= 0 else _with_lora(model, params.lora),
         args=args,
         train_dataset=Dataset.from_list(rows),
@@ -181,7 +179,7 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     )
     n_pairs = sum(bool(r["rank_at"]) for r in rows)
     log.info("PRM (%s loss, pairwise weight %s) on %d paths and %d sibling pairs from %d labelled steps",
-             params.loss, params.pairwise_weight, len(rows) - n_pairs, n_pairs, len(examples))
+             params.loss, pairwise_weight, len(rows) - n_pairs, n_pairs, len(examples))
     result = trainer.train()
     save_trained(trainer, tokenizer, out_dir)
     return {
