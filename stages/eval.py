@@ -72,8 +72,8 @@ def main() -> None:
         name = f"{list(models)[-1]}+{method}@{budget}"
         backend = make_backend(list(models.values())[-1], backend_params, seed=params.seed)
         judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer), model_loader=load_judge_model)
-        found = run_search(method, backend, PRMScorer.from_path(Path("models/prm")), [p.text for p in prompts],
-                           budget, search_params)
+        scorer = PRMScorer.from_path(Path("models/prm"), batch_size=search_params.prm_batch_size)
+        found = run_search(method, backend, scorer, [p.text for p in prompts], budget, search_params)
         records += judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge, name,
                                  lambda p: p.split, method=method, budget=budget)
         names.append(name)

@@ -97,12 +97,15 @@ class PRMScorer:
         self.forward_passes = 0
 
     @classmethod
-    def from_path(cls, path, device: str = "cpu", batch_size: int = 32) -> "PRMScorer":
+    def from_path(cls, path, device: str = "auto", batch_size: int = 32) -> "PRMScorer":
+        """Load a saved PRM; "auto" puts it on the GPU when there is one (as the generation backend does)."""
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+        from stair.generation import resolve_device
+
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32).to(device)
+        model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32).to(resolve_device(device))
         model.eval()
         return cls(model, tokenizer, batch_size)
 
