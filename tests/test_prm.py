@@ -1,5 +1,6 @@
 """PRM labels from trees, path packing, batched scoring (forward passes counted), and training."""
 
+import dataclasses
 import math
 
 import pytest
@@ -148,3 +149,37 @@ def test_training_changes_the_weights(tiny, tmp_path, loss) -> None:
                                                                      pairwise_weight=0.5))
     after = AutoModelForTokenClassification.from_pretrained(tmp_path / "prm").model.embed_tokens.weight
     assert result["steps"] > 0 and not torch.equal(before, after)
+
+
+def saved_weights(path) -> dict:
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification.from_pretrained(path).state_dict()
+
+
+def test_averaged_runs_share_one_start_and_differ_in_their_seed(tiny, tmp_path) -> None:
+    import tempfile
+    from pathlib import Path
+
+    scratch = set(Path(tempfile.gettempdir()).glob("stair-trainer-*"))
+    examples = prm_examples(NODES, PROMPTS, LabelParams(min_visits=0, validation_share=0.0), REWARD)
+    # At learning rate 0 every run ends where it started: the average equals one run only if the
+    # runs share their (randomly initialised) head.
+    frozen = PRMParams(epochs=1, batch_size=1, learning_rate=0.0)
+    single = train_prm(tiny, examples, tmp_path / "single", frozen)
+    averaged = train_prm(tiny, examples, tmp_path / "averaged", dataclasses.replace(frozen, runs=3))
+    assert averaged["runs"] == 3 and averaged["steps"] == 3 * single["steps"]
+    a, b = saved_weights(tmp_path / "single"), saved_weights(tmp_path / "averaged")
+    assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
+    # Training, the runs differ (data order, the head's dropout), so their average is no single run.
+    params = dataclasses.replace(frozen, learning_rate=1e-2)
+    train_prm(tiny, examples, tmp_path / "trained", params)
+    train_prm(tiny, examples, tmp_path / "trained_averaged", dataclasses.replace(params, runs=2))
+    a, b = saved_weights(tmp_path / "trained"), saved_weights(tmp_path / "trained_averaged")
+    assert not torch.allclose(a["score.weight"], b["score.weight"])
+    assert set(Path(tempfile.gettempdir()).glob("stair-trainer-*")) == scratch  # no run leaves its scratch folder
+
+
+def test_runs_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="prm.runs=0"):
+        PRMParams(runs=0)

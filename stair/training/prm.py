@@ -10,7 +10,9 @@ scale: they order siblings but not whole answers to different prompts, which bes
 TRL's PRMTrainer is not used: it casts labels to int (soft labels become 0) and was removed in 1.14.
 """
 
+import dataclasses
 import logging
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +43,13 @@ class PRMParams(TrainParams):
     loss: str = "soft"
     pairwise_weight: float = 0.0  # soft / hard: + this x Bradley-Terry on sibling pairs
     pair_margin: float = 0.1  # scaled-label gap between siblings to form a pair
+    runs: int = 1  # > 1: this many runs (data orders seed, seed + 1, ...) from one start, weights averaged
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"prm.loss={self.loss!r} is not one of {LOSSES}")
+        if self.runs < 1:
+            raise ValueError(f"prm.runs={self.runs} must be at least 1")
 
 
 def path_sequences(examples: list[PRMExample], hard: bool = False) -> list[dict]:
@@ -154,7 +159,13 @@ def _trainer_class(pairwise_weight: float):
 
 
 def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, params: PRMParams) -> dict:
-    """Train a PRM on `examples` from the causal LM in `backbone_dir`; save to `out_dir`; return metrics."""
+    """Train a PRM on `examples` from the causal LM in `backbone_dir`; save to `out_dir`; return metrics.
+
+    With `params.runs` > 1 the runs differ only in their seed (data order, the head's dropout): each
+    starts from the same backbone and the same head initialisation, so their weights can be averaged
+    (WARM, Ramé et al. 2024). That evens out the spread between single runs, and scoring still costs
+    one model.
+    """
     import torch
     from datasets import Dataset
     from transformers import AutoModelForTokenClassification, AutoTokenizer, TrainingArguments
@@ -162,34 +173,46 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     quiet_hf()
     if not examples:
         raise ValueError("no PRM examples: the trees gave no labelled nodes")
-    torch.manual_seed(params.seed)
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
-    model = AutoModelForTokenClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32)
-    model.config.pad_token_id = tokenizer.pad_token_id
     rows = training_rows(tokenizer, examples, params)
     if not rows:
         raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
-    args = TrainingArguments(remove_unused_columns=False, **training_args(params))
     pairwise_weight = 1.0 if params.loss == "pairwise" else params.pairwise_weight
-    trainer = _trainer_class(pairwise_weight)(
-        model=model if params.lora.r <= 0 else _with_lora(model, params.lora),
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        data_collator=_collate(tokenizer.pad_token_id),
-    )
     n_pairs = sum(bool(r["rank_at"]) for r in rows)
-    log.info("PRM (%s loss, pairwise weight %s) on %d paths and %d sibling pairs from %d labelled steps",
-             params.loss, pairwise_weight, len(rows) - n_pairs, n_pairs, len(examples))
-    result = trainer.train()
+    log.info("PRM (%s loss, pairwise weight %s, %d run(s)) on %d paths and %d sibling pairs from %d labelled steps",
+             params.loss, pairwise_weight, params.runs, len(rows) - n_pairs, n_pairs, len(examples))
+    states, results, history = [], [], []
+    for run in range(params.runs):
+        torch.manual_seed(params.seed)  # the same head initialisation in every run
+        model = AutoModelForTokenClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        args = TrainingArguments(remove_unused_columns=False,
+                                 **training_args(dataclasses.replace(params, seed=params.seed + run)))
+        trainer = _trainer_class(pairwise_weight)(
+            model=model if params.lora.r <= 0 else _with_lora(model, params.lora),
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            data_collator=_collate(tokenizer.pad_token_id),
+        )
+        results.append(trainer.train())
+        offset = sum(r.global_step for r in results[:-1])  # one x axis: run k's steps follow run k - 1's
+        history += [{**row, "step": row["step"] + offset, "run": run} for row in loss_history(trainer)]
+        if params.runs > 1:
+            states.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+        if run < params.runs - 1:
+            shutil.rmtree(args.output_dir, ignore_errors=True)
+    if states:
+        trainer.model.load_state_dict({k: sum(state[k] for state in states) / len(states) for k in states[0]})
     save_trained(trainer, tokenizer, out_dir)
     return {
-        "train_loss": round(result.training_loss, 5),
-        "steps": result.global_step,
-        "runtime_s": round(result.metrics["train_runtime"], 1),
+        "train_loss": round(sum(r.training_loss for r in results) / len(results), 5),
+        "steps": sum(r.global_step for r in results),
+        "runtime_s": round(sum(r.metrics["train_runtime"] for r in results), 1),
+        "runs": params.runs,
         "paths": len(rows) - n_pairs,
         "sibling_pairs": n_pairs,
         "labelled_steps": len(examples),
-        "history": loss_history(trainer),
+        "history": history,
     }
 
 
