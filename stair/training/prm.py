@@ -7,6 +7,7 @@ token of every labelled step on it, so a path's prefixes share one forward pass.
 each plus `pairwise_weight` x Bradley-Terry on sibling steps whose labels differ by more than
 `pair_margin`; or `pairwise` (Bradley-Terry alone). Ranking alone leaves the scores on no common
 scale: they order siblings but not whole answers to different prompts, which best-of-N needs.
+`runs` > 1 averages the weights of several runs from one start, which steadies the result.
 TRL's PRMTrainer is not used: it casts labels to int (soft labels become 0) and was removed in 1.14.
 """
 
@@ -43,7 +44,7 @@ class PRMParams(TrainParams):
     loss: str = "soft"
     pairwise_weight: float = 0.0  # soft / hard: + this x Bradley-Terry on sibling pairs
     pair_margin: float = 0.1  # scaled-label gap between siblings to form a pair
-    runs: int = 1  # > 1: this many runs (data orders seed, seed + 1, ...) from one start, weights averaged
+    runs: int = 1  # > 1: this many runs (seeds seed, seed + 1, ...) from one start, their weights averaged
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -179,9 +180,9 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
         raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
     pairwise_weight = 1.0 if params.loss == "pairwise" else params.pairwise_weight
     n_pairs = sum(bool(r["rank_at"]) for r in rows)
-    log.info("PRM (%s loss, pairwise weight %s, %d run(s)) on %d paths and %d sibling pairs from %d labelled steps",
-             params.loss, pairwise_weight, params.runs, len(rows) - n_pairs, n_pairs, len(examples))
-    states, results, history = [], [], []
+    log.info("PRM (%s loss, pairwise weight %s, %d run(s)) on %d paths and %d sibling pairs from %d labelled "
+             "steps", params.loss, pairwise_weight, params.runs, len(rows) - n_pairs, n_pairs, len(examples))
+    summed, results, history = {}, [], []  # summed: the runs' weights, on CPU (a copy of one model)
     for run in range(params.runs):
         torch.manual_seed(params.seed)  # the same head initialisation in every run
         model = AutoModelForTokenClassification.from_pretrained(backbone_dir, num_labels=1, dtype=torch.float32)
@@ -198,11 +199,12 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
         offset = sum(r.global_step for r in results[:-1])  # one x axis: run k's steps follow run k - 1's
         history += [{**row, "step": row["step"] + offset, "run": run} for row in loss_history(trainer)]
         if params.runs > 1:
-            states.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+            for key, value in trainer.model.state_dict().items():
+                summed[key] = summed.get(key, 0) + value.detach().cpu()
         if run < params.runs - 1:
             shutil.rmtree(args.output_dir, ignore_errors=True)
-    if states:
-        trainer.model.load_state_dict({k: sum(state[k] for state in states) / len(states) for k in states[0]})
+    if summed:
+        trainer.model.load_state_dict({key: value / params.runs for key, value in summed.items()})
     save_trained(trainer, tokenizer, out_dir)
     return {
         "train_loss": round(sum(r.training_loss for r in results) / len(results), 5),
