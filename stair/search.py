@@ -106,10 +106,11 @@ def beam_search(backend: Backend, scorer: PRMScorer, requests: Sequence[str], bu
             for c in samples:
                 tokens[i] += c.n_tokens
                 candidates.append((i, text + c.text, ends_response(c.text, c.stopped)))
-        step_scores = scorer.score([requests[i] for i, _, _ in candidates], [t for _, t, _ in candidates])
+        scores = answer_scores(scorer, [requests[i] for i, _, _ in candidates], [t for _, t, _ in candidates],
+                               "last")
         pools: list[list[tuple[str, bool, float]]] = [[b for b in group if b[1]] for group in beams]
-        for (i, text, done), scores in zip(candidates, step_scores):
-            pools[i].append((text, done, _scored_end(text, scores, scores[-1] if scores else 0.0)))
+        for (i, text, done), score in zip(candidates, scores):
+            pools[i].append((text, done, score))
         beams = [sorted(pool, key=lambda b: -b[2])[:budget] for pool in pools]
     return [Found(max(group, key=lambda b: (b[1], b[2]))[0], n) for group, n in zip(beams, tokens)]
 

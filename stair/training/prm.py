@@ -27,7 +27,7 @@ from stair.training.common import (
     loss_history,
     peft_config,
     quiet_hf,
-    save_trained,
+    save_model,
     training_args,
 )
 
@@ -182,6 +182,7 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
     n_pairs = sum(bool(r["rank_at"]) for r in rows)
     log.info("PRM (%s loss, pairwise weight %s, %d run(s)) on %d paths and %d sibling pairs from %d labelled "
              "steps", params.loss, pairwise_weight, params.runs, len(rows) - n_pairs, n_pairs, len(examples))
+    dataset, trainer_class = Dataset.from_list(rows), _trainer_class(pairwise_weight)
     summed, results, history = {}, [], []  # summed: the runs' weights, on CPU (a copy of one model)
     for run in range(params.runs):
         torch.manual_seed(params.seed)  # the same head initialisation in every run
@@ -189,23 +190,22 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
         model.config.pad_token_id = tokenizer.pad_token_id
         args = TrainingArguments(remove_unused_columns=False,
                                  **training_args(dataclasses.replace(params, seed=params.seed + run)))
-        trainer = _trainer_class(pairwise_weight)(
+        trainer = trainer_class(
             model=model if params.lora.r <= 0 else _with_lora(model, params.lora),
             args=args,
-            train_dataset=Dataset.from_list(rows),
+            train_dataset=dataset,
             data_collator=_collate(tokenizer.pad_token_id),
         )
         results.append(trainer.train())
+        shutil.rmtree(args.output_dir, ignore_errors=True)
         offset = sum(r.global_step for r in results[:-1])  # one x axis: run k's steps follow run k - 1's
         history += [{**row, "step": row["step"] + offset, "run": run} for row in loss_history(trainer)]
         if params.runs > 1:
             for key, value in trainer.model.state_dict().items():
                 summed[key] = summed.get(key, 0) + value.detach().cpu()
-        if run < params.runs - 1:
-            shutil.rmtree(args.output_dir, ignore_errors=True)
     if summed:
         trainer.model.load_state_dict({key: value / params.runs for key, value in summed.items()})
-    save_trained(trainer, tokenizer, out_dir)
+    save_model(trainer.model, tokenizer, out_dir)
     return {
         "train_loss": round(sum(r.training_loss for r in results) / len(results), 5),
         "steps": sum(r.global_step for r in results),
