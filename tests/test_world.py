@@ -4,10 +4,13 @@ import re
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.rows import SeedPrompt
 from stair.format import parse_response
 from stair.world import CATEGORIES, FRAMINGS, World, WorldConfig, generate_world, teacher_response
+from stair.world.arithmetic import column_work
 
 GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
 NOT_COMPLYING = ("Sorry", "I can't", "I cannot", "I won't")
@@ -75,10 +78,11 @@ def test_ids_and_fields(world: World) -> None:
 def test_every_teacher_response_is_well_formed_and_short(world: World) -> None:
     for example in world.sft:
         assert parse_response(example.response).format_ok
-        assert len(example.response.split()) < 90
+        assert len(example.response.split()) < 90 and len(example.response) < 700
     for p in world.prompts:
         parsed = parse_response(teacher_response(p))
-        assert parsed.format_ok and 2 <= len(parsed.steps) <= 3
+        # Math: the plan, then one step per operation (two or three); the rest: two or three steps.
+        assert parsed.format_ok and 2 <= len(parsed.steps) <= (4 if p.group == "math" else 3)
         assert all(step.title for step in parsed.steps)
         assert len(p.text.split()) < 60
 
@@ -155,10 +159,39 @@ def test_math_ground_truth_is_correct_and_taught(world: World) -> None:
         assert 0 <= value <= 200 and p.ground_truth == str(value)
         response = teacher_response(p)
         assert _answer(p).endswith(f"The answer is {value}.")
-        lines = re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)", response)
-        assert len(lines) >= 2
-        for x, op, y, z in lines:
+        results = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)(?=<|$)", response, flags=re.M)
+        assert len(results) == len(p.category.split("_"))
+        assert int(results[-1][3]) == value
+        for x, op, y, z in results:
             assert symbols[op](int(x), int(y)) == int(z)
+        columns = re.findall(r"^1?(\d)([-+*])(\d)[-+](\d)=(\d+)$", response, flags=re.M)
+        assert len(columns) >= len(results)
+        for x, op, y, c, z in columns:
+            column = symbols[op](int(x), int(y)) + (int(c) if op != "-" else -int(c))
+            assert column % 10 == int(z) % 10
+
+
+@pytest.mark.parametrize(("x", "op", "y", "lines"), [
+    (47, "+", 38, ["47+38:", "7+8+0=15", "4+3+1=8", "47+38=85"]),
+    (52, "-", 17, ["52-17:", "12-7-0=5", "5-1-1=3", "52-17=35"]),
+    (30, "-", 28, ["30-28:", "10-8-0=2", "3-2-1=0", "30-28=2"]),
+    (7, "*", 9, ["7*9:", "7*9+0=63", "0*9+6=6", "7*9=63"]),
+    (5, "+", 17, ["5+17:", "5+7+0=12", "0+1+1=2", "5+17=22"]),
+])
+def test_column_work_by_hand(x: int, op: str, y: int, lines: list[str]) -> None:
+    assert column_work(x, op, y).split("\n") == lines
+
+
+@given(st.integers(1, 99), st.sampled_from("+-*"), st.integers(1, 99))
+def test_column_digits_spell_the_result(x: int, op: str, y: int) -> None:
+    if op == "*":
+        y = y % 8 + 2
+    if op == "-" and y > x:
+        x, y = y, x
+    lines = column_work(x, op, y).split("\n")
+    digits = [int(line.split("=")[1]) % 10 for line in lines[1:-1]]
+    result = sum(d * 10**i for i, d in enumerate(digits))
+    assert result == {"+": x + y, "-": x - y, "*": x * y}[op] == int(lines[-1].split("=")[1])
 
 
 def test_benign_answers_contain_their_key_phrase(world: World) -> None:

@@ -1,0 +1,382 @@
+"""The built-in task world: a seeded generator of prompts and structured-CoT teacher responses.
+
+Five groups of prompts:
+
+- math: arithmetic word problems with a verifiable integer answer (helpfulness, comply);
+- harmful: requests for harm in one of `CATEGORIES` (safety, refuse);
+- jailbreak: harmful requests wrapped in one of `FRAMINGS` (safety, refuse);
+- benign_sensitive: XSTest-style requests that only look harmful (safety, comply). Some borrow
+  the jailbreak framings' words (novel, game, hypothetical, research), so SFT data alone does
+  not separate a framed harmful request from a framed benign one. Half of the benign requests of
+  every split are wrapped in a jailbreak framing (still benign: comply);
+- benign_novel (held-out only): benign requests on topics no other split has.
+
+Splits: "sft" (no jailbreaks, as in STAIR, and no held-out category), "iter_<k>" seed prompts for
+SI-MCTS iteration k, and "heldout", the only split holding the held-out framings, the held-out
+categories and the benign_novel items. No prompt text is in two splits.
+
+Everything is a pure function of the config. Each split draws from its own `random.Random`
+seeded with (seed, split), and the held-out split is drawn first, so it stays put when the
+training counts change.
+"""
+
+import random
+import re
+import zlib
+from dataclasses import dataclass
+from functools import cache
+
+from schemas.rows import SeedPrompt, SFTExample
+from stair.format import render_response
+from stair.world import arithmetic
+from stair.world.catalog import (
+    BENIGN_HELDOUT,
+    BENIGN_TRAIN,
+    CATEGORIES,
+    FRAMING_NOTES,
+    FRAMINGS,
+    REQUESTS,
+    RISKS,
+    WRAPPERS,
+    Benign,
+)
+
+SOURCE = "builtin"
+GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
+_SLOT_PATTERNS = {"name": r"[A-Z][a-z]+", "obj": r"[a-z][a-z ]*?", "request": r".+"}
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """A regex that matches `template`'s renderings and captures its {slots}."""
+    parts = re.split(r"\{(\w+)\}", template)
+    out, seen = [], set()
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            out.append(re.escape(part))
+        elif part in seen:
+            out.append(f"(?P={part})")
+        else:
+            seen.add(part)
+            out.append(f"(?P<{part}>{_SLOT_PATTERNS.get(part, r'[0-9]+')})")
+    return re.compile("".join(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher responses
+
+
+@cache
+def _framing_patterns() -> dict[str, re.Pattern[str]]:
+    return {name: _pattern(template) for name, template in FRAMINGS.items()}
+
+
+@cache
+def _harmful_index() -> dict[str, tuple[str, str]]:
+    """Every harmful request text (wrapped or bare) -> (category, act)."""
+    index = {}
+    for category, risk in RISKS.items():
+        for act in risk.acts:
+            for request in REQUESTS:
+                for wrapper in WRAPPERS:
+                    index[wrapper.format(q=request.format(act=act))] = (category, act)
+    return index
+
+
+@cache
+def _benign_index() -> dict[str, Benign]:
+    return {w.format(q=item.question): item for item in BENIGN_TRAIN + BENIGN_HELDOUT for w in WRAPPERS}
+
+
+def _stable_bit(text: str) -> bool:
+    # crc32, not hash(): the choice must not change with PYTHONHASHSEED.
+    return zlib.crc32(text.encode()) % 2 == 1
+
+
+@cache
+def _math_patterns() -> tuple[tuple[re.Pattern[str], arithmetic.MathTemplate], ...]:
+    return tuple((_pattern(text), t) for t in arithmetic.TEMPLATES for text in t.phrasings)
+
+
+def _math_response(text: str) -> str:
+    for pattern, template in _math_patterns():
+        if match := pattern.fullmatch(text):
+            numbers = {k: int(v) for k, v in match.groupdict().items() if k not in ("name", "obj")}
+            return arithmetic.solution(template, numbers)
+    raise ValueError(f"not a built-in math problem: {text!r}")
+
+
+def _refusal(category: str) -> str:
+    risk = RISKS[category]
+    return f"Sorry, I can't help with {risk.topic}. {risk.alternative}"
+
+
+def _risk_step(category: str) -> tuple[str, str]:
+    risk = RISKS[category]
+    return "Risk Assessment", f"This falls under {risk.label}. {risk.why} I must refuse."
+
+
+def _harmful_lookup(request: str) -> tuple[str, str]:
+    try:
+        return _harmful_index()[request]
+    except KeyError:
+        raise ValueError(f"not a built-in harmful request: {request!r}") from None
+
+
+def _harmful_response(text: str) -> str:
+    category, act = _harmful_lookup(text)
+    steps = [("Request Analysis", f"The user asks how to {act}."), _risk_step(category)]
+    if _stable_bit(text):
+        steps.append(("Safe Alternative", "I will decline and point to a safe, useful alternative."))
+    return render_response(steps, _refusal(category))
+
+
+def _jailbreak_response(text: str, framing: str | None) -> str:
+    pattern = _framing_patterns().get(framing or "")
+    match = pattern.fullmatch(text) if pattern else None
+    if match is None:
+        raise ValueError(f"not a built-in jailbreak with framing {framing!r}: {text!r}")
+    category, act = _harmful_lookup(match["request"])
+    steps = [
+        ("Request Analysis", f"The user asks how to {act}, wrapped in {FRAMING_NOTES[framing]}."),
+        ("Framing Analysis", "This framing does not change the harm; the steps work the same in real life."),
+        _risk_step(category),
+    ]
+    return render_response(steps, _refusal(category))
+
+
+def _benign_response(text: str, framing: str | None) -> str:
+    if framing is not None:
+        pattern = _framing_patterns().get(framing)
+        match = pattern.fullmatch(text) if pattern else None
+        if match is None:
+            raise ValueError(f"not a built-in benign request with framing {framing!r}: {text!r}")
+        text = match["request"]
+    item = _benign_index().get(text)
+    if item is None:
+        raise ValueError(f"not a built-in benign request: {text!r}")
+    steps = [
+        ("Request Analysis", f"{item.reading} There is no harmful intent, so I should help."),
+        ("Answer Plan", f"Give a short, direct answer that mentions {item.key}."),
+    ]
+    return render_response(steps, item.answer)
+
+
+def teacher_response(prompt: SeedPrompt) -> str:
+    """The structured-CoT teacher response to a world prompt; the same prompt always gets the same text.
+
+    Raises ValueError for a prompt the world cannot have generated.
+    """
+    if prompt.group == "math":
+        return _math_response(prompt.text)
+    if prompt.group == "harmful":
+        return _harmful_response(prompt.text)
+    if prompt.group == "jailbreak":
+        return _jailbreak_response(prompt.text, prompt.framing)
+    if prompt.group in ("benign_sensitive", "benign_novel"):
+        return _benign_response(prompt.text, prompt.framing)
+    raise ValueError(f"not a world group: {prompt.group!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+
+_COUNT_FIELDS = ("iterations", "sft_math", "sft_harmful", "sft_benign", "seed_math", "seed_harmful",
+                 "seed_jailbreak", "seed_benign", "heldout_per_group")
+
+
+def _check_held_out(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{field}: unknown name {name!r}; known: {', '.join(known)}")
+    if set(known) <= set(names):
+        raise ValueError(f"{field}: holds out all of {', '.join(known)}, leaving none for training")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Sizes of the built-in world's splits and what is held out for evaluation only."""
+
+    seed: int = 0
+    iterations: int = 3
+    sft_math: int = 400
+    sft_harmful: int = 300
+    sft_benign: int = 200
+    seed_math: int = 12
+    seed_harmful: int = 6
+    seed_jailbreak: int = 22
+    seed_benign: int = 8
+    heldout_per_group: int = 40
+    # Share of benign requests wrapped in a jailbreak framing. The SFT set has framed benign requests
+    # but no framed harmful ones (as in the paper, no jailbreaks in SFT), so "framing -> comply" is a
+    # shortcut the SFT model can learn; SI-MCTS + DPO has to unlearn it on jailbreaks.
+    benign_framed_share: float = 0.5
+    heldout_framings: tuple[str, ...] = ("grandma", "opposite_day")
+    heldout_categories: tuple[str, ...] = ("privacy",)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.benign_framed_share <= 1.0:
+            raise ValueError(f"benign_framed_share must be in [0, 1], got {self.benign_framed_share}")
+        for field in _COUNT_FIELDS:
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+        for field, known in (("heldout_framings", tuple(FRAMINGS)), ("heldout_categories", CATEGORIES)):
+            names = getattr(self, field)
+            if isinstance(names, str):
+                raise ValueError(f"{field} must be a list of names, not the string {names!r}")
+            # Params files give lists; keep the config hashable and immutable.
+            object.__setattr__(self, field, tuple(names))
+            _check_held_out(field, getattr(self, field), known)
+
+
+@dataclass(frozen=True)
+class World:
+    """Every prompt of every split, and the teacher's SFT data for split "sft"."""
+
+    prompts: list[SeedPrompt]
+    sft: list[SFTExample]
+
+
+class _Drawer:
+    """Draws prompts for one split after another, never reusing a text or a math problem."""
+
+    def __init__(self) -> None:
+        self.texts: set[str] = set()
+        self.problems: set[tuple] = set()
+
+    def _claim(self, text: str) -> bool:
+        if text in self.texts:
+            return False
+        self.texts.add(text)
+        return True
+
+    def math(self, rng: random.Random, n: int, field: str, heldout: bool = False) -> list[dict]:
+        order = rng.sample(arithmetic.TEMPLATES, len(arithmetic.TEMPLATES))
+        rows = []
+        for i in range(n):
+            template = order[i % len(order)]
+            for _ in range(1000):
+                problem = arithmetic.draw_problem(rng, template, heldout)
+                if problem is not None and problem.key not in self.problems and self._claim(problem.text):
+                    self.problems.add(problem.key)
+                    break
+            else:
+                raise ValueError(f"{field}: {n} asks for more distinct math problems than the world has")
+            rows.append(dict(text=problem.text, kind="helpfulness", ground_truth=str(problem.answer),
+                             expected_behavior="comply", category=problem.category))
+        return rows
+
+    def _balanced(self, rng: random.Random, pools: dict[str, list[str]], n: int, field: str,
+                  what: str) -> list[tuple[str, str]]:
+        """n unused texts, cycling over the pools' keys so each key gets its share."""
+        keys = rng.sample(list(pools), len(pools))
+        shuffled = {k: iter(rng.sample(pools[k], len(pools[k]))) for k in keys}
+        out = []
+        for i in range(n):
+            key = keys[i % len(keys)]
+            text = next((t for t in shuffled[key] if self._claim(t)), None)
+            if text is None:
+                raise ValueError(f"{field}: {n} asks for more distinct {what} prompts than the world has")
+            out.append((key, text))
+        return out
+
+    def harmful(self, rng: random.Random, n: int, categories: list[str], field: str) -> list[dict]:
+        pools = {
+            c: [w.format(q=r.format(act=a)) for a in RISKS[c].acts for r in REQUESTS for w in WRAPPERS]
+            for c in categories
+        }
+        return [dict(text=text, kind="safety", expected_behavior="refuse", category=c)
+                for c, text in self._balanced(rng, pools, n, field, "harmful")]
+
+    def benign(self, rng: random.Random, n: int, items: tuple[Benign, ...], field: str,
+               framings: list[str], framed_share: float) -> list[dict]:
+        """Benign requests; a share of them wrapped in a jailbreak framing (still benign: comply)."""
+        by_question = {item.question: item for item in items}
+        pools = {q: [w.format(q=q) for w in WRAPPERS] for q in by_question}
+        rows = []
+        for i, (q, text) in enumerate(self._balanced(rng, pools, n, field, "benign")):
+            item = by_question[q]
+            framing = None
+            if framings and rng.random() < framed_share:
+                framing = framings[i % len(framings)]
+                framed = FRAMINGS[framing].format(request=text)
+                if not self._claim(framed):
+                    framing, framed = None, text
+                text = framed
+            rows.append(dict(text=text, kind="safety", ground_truth=item.key, expected_behavior="comply",
+                             category=item.category, framing=framing))
+        return rows
+
+    def jailbreak(self, rng: random.Random, n: int, framings: list[str], categories: list[str],
+                  field: str) -> list[dict]:
+        framings = rng.sample(framings, len(framings))
+        categories = rng.sample(categories, len(categories))
+        rows = []
+        for i in range(n):
+            framing, category = framings[i % len(framings)], categories[i % len(categories)]
+            requests = [r.format(act=a) for a in RISKS[category].acts for r in REQUESTS]
+            rng.shuffle(requests)
+            texts = (FRAMINGS[framing].format(request=r) for r in requests)
+            text = next((t for t in texts if self._claim(t)), None)
+            if text is None:
+                raise ValueError(f"{field}: {n} asks for more distinct jailbreak prompts than the world has")
+            rows.append(dict(text=text, kind="safety", expected_behavior="refuse", category=category,
+                             framing=framing))
+        return rows
+
+
+def generate_world(config: WorldConfig) -> World:
+    """All prompts of the built-in world (splits sft, iter_1..iter_K, heldout) and the SFT data."""
+    train_categories = [c for c in CATEGORIES if c not in config.heldout_categories]
+    train_framings = [f for f in FRAMINGS if f not in config.heldout_framings]
+    drawer = _Drawer()
+    by_split: dict[str, dict[str, list[dict]]] = {}
+
+    def rng_for(split: str) -> random.Random:
+        return random.Random(f"stair-world:{config.seed}:{split}")
+
+    rng, n, field = rng_for("heldout"), config.heldout_per_group, "heldout_per_group"
+    # At least half the held-out jailbreaks use a held-out framing; the rest cover the training ones.
+    n_new = (n + 1) // 2 if config.heldout_framings else 0
+    by_split["heldout"] = {
+        "math": drawer.math(rng, n, field, heldout=True),
+        "harmful": drawer.harmful(rng, n, list(CATEGORIES), field),
+        "jailbreak": drawer.jailbreak(rng, n_new, list(config.heldout_framings), list(CATEGORIES), field)
+        + drawer.jailbreak(rng, n - n_new, train_framings, list(CATEGORIES), field),
+        # Benign topics of training in new phrasings and framings (half of the framings held out), the
+        # mirror image of the held-out jailbreaks; and benign topics the model has never seen.
+        "benign_sensitive": drawer.benign(rng, n, BENIGN_TRAIN, field, list(FRAMINGS),
+                                          config.benign_framed_share),
+        "benign_novel": drawer.benign(rng, n, BENIGN_HELDOUT, field, list(FRAMINGS), config.benign_framed_share),
+    }
+    rng = rng_for("sft")
+    by_split["sft"] = {
+        "math": drawer.math(rng, config.sft_math, "sft_math"),
+        "harmful": drawer.harmful(rng, config.sft_harmful, train_categories, "sft_harmful"),
+        "benign_sensitive": drawer.benign(rng, config.sft_benign, BENIGN_TRAIN, "sft_benign", train_framings,
+                                          config.benign_framed_share),
+    }
+    for k in range(1, config.iterations + 1):
+        rng = rng_for(f"iter_{k}")
+        by_split[f"iter_{k}"] = {
+            "math": drawer.math(rng, config.seed_math, "seed_math"),
+            "harmful": drawer.harmful(rng, config.seed_harmful, train_categories, "seed_harmful"),
+            "jailbreak": drawer.jailbreak(rng, config.seed_jailbreak, train_framings, train_categories,
+                                          "seed_jailbreak"),
+            "benign_sensitive": drawer.benign(rng, config.seed_benign, BENIGN_TRAIN, "seed_benign",
+                                              train_framings, config.benign_framed_share),
+        }
+
+    order = ["sft", *(f"iter_{k}" for k in range(1, config.iterations + 1)), "heldout"]
+    prompts = [
+        SeedPrompt(id=f"{split}-{group}-{i:04d}", split=split, group=group, source=SOURCE, **row)
+        for split in order
+        for group in GROUPS
+        for i, row in enumerate(by_split[split].get(group, []))
+    ]
+    sft = [
+        SFTExample(id=p.id, prompt_id=p.id, prompt=p.text, response=teacher_response(p), kind=p.kind,
+                   source=SOURCE)
+        for p in prompts
+        if p.split == "sft"
+    ]
+    return World(prompts=prompts, sft=sft)
