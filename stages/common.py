@@ -1,8 +1,10 @@
 """What every stage entry point shares: reading its params section, logging, and clean error exits."""
 
+import dataclasses
 import functools
 import logging
 import sys
+import typing
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,9 +28,31 @@ def read_params() -> dict:
 
 
 def load_section(section: str, cls: type[T]) -> tuple[T, dict]:
-    """The `section` of params.yaml as dataclass `cls`, and the raw mapping (for manifests)."""
-    raw = read_params().get(section) or {}
+    """The `section` of params.yaml as dataclass `cls`, and the raw mapping (for manifests).
+
+    Every `seed` field the section leaves unset (nested ones too) takes the top-level `seed`, so one
+    param re-seeds the whole pipeline (`dvc exp run -S seed=1`); a section's own `seed` overrides it.
+    """
+    params = read_params()
+    raw = params.get(section) or {}
+    seed = params.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ParamsError(f"{PARAMS_FILE}: seed={seed!r} should be an integer")
+    if isinstance(raw, dict):
+        raw = with_seed(cls, raw, seed)
     return from_mapping(cls, raw, f"{PARAMS_FILE}: {section}"), raw
+
+
+def with_seed(cls: type, raw: dict, seed: int) -> dict:
+    """`raw` with `seed` filled in for every seed field of dataclass `cls` (recursively) it leaves unset."""
+    hints = typing.get_type_hints(cls)
+    filled = dict(raw)
+    for field in dataclasses.fields(cls):
+        if field.name == "seed":
+            filled.setdefault("seed", seed)
+        elif dataclasses.is_dataclass(hints[field.name]) and isinstance(filled.get(field.name, {}), dict):
+            filled[field.name] = with_seed(hints[field.name], filled.get(field.name, {}), seed)
+    return filled
 
 
 def raw_sections(*names: str) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from schemas import PRMExample, SeedPrompt, TreeNode
 from stages.common import load_section, log, loop_items, stage_main
+from stair.pairs import visits_share
 from stair.prm import LabelParams, prm_examples
 from stair.reward import RewardParams
 from stair.store import read_artifact, write_artifact, write_json
@@ -31,7 +32,8 @@ def main() -> None:
     counts = {"examples": len(examples), "by_source": dict(Counter(e.source for e in examples)),
               "by_split": dict(Counter(e.split for e in examples)),
               "by_kind": dict(Counter(e.kind for e in examples)),
-              "hard_positive_share": round(sum(e.hard_label for e in examples) / max(len(examples), 1), 4)}
+              "hard_positive_share": round(sum(e.hard_label for e in examples) / max(len(examples), 1), 4),
+              "node_share_min_visits_2": visits_share([e.visits for e in examples if e.source == "node"])}
     write_json(Path("metrics/prm_labels.json"), counts)
     log.info("PRM labels: %s", counts)
 

@@ -4,8 +4,8 @@ Semantics follow the official STAIR code: nodes are reasoning steps; selection d
 (an unvisited child scores 100 * c, so it is always tried first; ties broken by the tree's own random
 stream); a leaf is expanded (m sampled next steps, duplicates dropped) only once it has been visited;
 an unvisited node is evaluated directly: a terminal node (its step closes the output) by judging the
-response, any other by one rollout to a final answer; the reward is added to the node and every
-ancestor (value = mean). After the iterations, every node never visited is evaluated once. A node's
+response, any other by one rollout to a final answer (`rollouts` > 1: that many, each backed up, so a
+value rests on more than one draw); the reward is added to the node and every ancestor (value = mean). After the iterations, every node never visited is evaluated once. A node's
 first rollout is kept on it with its reward: a whole answer with an exact label, for the PRM.
 
 Batching: each tick, every active tree selects its leaf; all expansions of the tick go to the backend
@@ -45,13 +45,15 @@ class MCTSParams:
     max_response_tokens: int = 384
     concurrent_trees: int = 64
     visit_all: bool = True  # the final "visit every unvisited node once" pass
+    rollouts: int = 1  # rollouts per evaluation of a non-terminal node (official: 1); each is backed up
     workers: int = 1  # > 1: prompts sharded over this many Ray actors, one engine each (the ray extra)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise ValueError(f"mcts.score={self.score!r} is not one of {sorted(SCORES)}")
-        for name in ("iterations", "children", "max_depth", "concurrent_trees", "max_step_tokens", "workers"):
+        for name in ("iterations", "children", "max_depth", "concurrent_trees", "max_step_tokens", "workers",
+                     "rollouts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"mcts.{name}={getattr(self, name)} must be >= 1")
 
@@ -211,10 +213,11 @@ class SIMCTS:
             else:
                 rollouts.append((tree, node_id))
         outputs = self._generate(
-            [t.prompt_text + t.path_text(n) for t, n in rollouts], 1, self.rollout_sampling, "response"
+            [t.prompt_text + t.path_text(n) for t, n in rollouts], self.params.rollouts, self.rollout_sampling,
+            "response",
         )
         for (tree, node_id), samples in zip(rollouts, outputs):
-            to_judge.append((tree, node_id, samples[0].text))
+            to_judge += [(tree, node_id, sample.text) for sample in samples]
         if not to_judge:
             return
         self.stats.judge_calls += 1

@@ -218,7 +218,8 @@ def extract_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: Re
 
 
 def pair_counts(pairs: list[StepPair]) -> dict:
-    """Counts by kind, depth and terminal-ness of the chosen step, for metrics."""
+    """Counts by kind, depth and terminal-ness of the chosen step, for metrics; and the share of pairs whose
+    two values each rest on at least two visits (a value from one rollout is one noisy draw)."""
     counts: dict = {"pairs": len(pairs), "by_kind": {}, "by_depth": {}, "chosen_terminal": 0, "rejected_terminal": 0}
     for pair in pairs:
         counts["by_kind"][pair.kind] = counts["by_kind"].get(pair.kind, 0) + 1
@@ -226,7 +227,13 @@ def pair_counts(pairs: list[StepPair]) -> dict:
         counts["chosen_terminal"] += pair.chosen_terminal
         counts["rejected_terminal"] += pair.rejected_terminal
     counts["prompts"] = len({p.prompt_id for p in pairs})
+    counts["share_min_visits_2"] = visits_share([min(p.chosen_visits, p.rejected_visits) for p in pairs])
     return counts
+
+
+def visits_share(visits: list[int], at_least: int = 2) -> float:
+    """Share of `visits` that are >= `at_least` (0 for an empty list)."""
+    return round(sum(v >= at_least for v in visits) / len(visits), 4) if visits else 0.0
 
 
 def step_pairs_reference(nodes: list[TreeNode], prompts: list[SeedPrompt], params: PairParams,

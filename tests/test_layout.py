@@ -62,10 +62,18 @@ def fields(cls) -> dict:
 
 
 def check_complete(cls, section: dict, where: str) -> None:
-    assert set(section) == set(fields(cls)), f"{where}: params.yaml keys differ from {cls.__name__}"
+    # `seed` fields come from the top-level seed (stages.common.load_section), never from a section.
+    expected = set(fields(cls)) - {"seed"}
+    assert set(section) == expected, f"{where}: params.yaml keys differ from {cls.__name__}"
     for name, field in fields(cls).items():
         if dataclasses.is_dataclass(field.type) and isinstance(field.type, type):
             check_complete(field.type, section[name], f"{where}.{name}")
+
+
+def seeded(cls) -> bool:
+    """Whether dataclass `cls` has a seed field, nested ones included."""
+    return any(f.name == "seed" or (dataclasses.is_dataclass(f.type) and isinstance(f.type, type) and seeded(f.type))
+               for f in dataclasses.fields(cls))
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))
@@ -78,6 +86,8 @@ def test_every_params_section_is_its_dataclass_in_full(section: str) -> None:
 def stage_sections(module: str) -> set[str]:
     text = (REPO / "stages" / f"{module}.py").read_text()
     sections = set(re.findall(r'load_section\("(\w+)"', text))
+    if any(seeded(SECTIONS[s]) for s in sections):
+        sections.add("seed")
     for names in re.findall(r"raw_sections\(([^)]*)\)", text):
         sections |= set(re.findall(r'"(\w+)"', names))
     if "loop_items()" in text:
@@ -91,6 +101,16 @@ def test_dvc_yaml_lists_the_params_each_stage_reads() -> None:
         module = re.search(r"-m stages\.(\w+)", body["cmd"]).group(1)
         assert set(body.get("params", [])) == stage_sections(module), name
         assert f"stages/{module}.py" in body["deps"], name
+
+
+def test_one_seed_fills_every_seed_field_unless_a_section_sets_its_own() -> None:
+    from stages.common import with_seed
+
+    filled = from_mapping(DataParams, with_seed(DataParams, {"world": {"sft_math": 3}}, 7), "data")
+    assert (filled.seed, filled.world.seed, filled.world.sft_math) == (7, 7, 3)
+    own = from_mapping(SFTParams, with_seed(SFTParams, {"seed": 2}, 7), "sft")
+    assert own.seed == 2
+    assert isinstance(PARAMS["seed"], int)
 
 
 def test_loop_keys_are_quoted_iterations() -> None:
