@@ -388,3 +388,15 @@ def test_pipeline_outputs_come_from_dvc_files(tmp_path: Path) -> None:
                                        "      md5: abc\n")
     assert pipeline_outputs(tmp_path) == sorted((tmp_path / p).resolve() for p in
                                                 ["data/a", "models/b", "m.json", "data/nodes/1"])
+
+
+def test_a_trainers_scratch_folder_is_removed_even_when_the_run_fails(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from stair.training.common import scratch_dir; print(scratch_dir(), flush=True); raise RuntimeError('x')"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "RuntimeError" in done.stderr
+    assert Path(done.stdout.strip()).parent == tmp_path and list(tmp_path.iterdir()) == []
