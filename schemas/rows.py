@@ -1,22 +1,38 @@
 """Row types of the pipeline's datasets. Field names are the column names in parquet and DuckDB."""
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["safety", "helpfulness"]
 Behavior = Literal["comply", "refuse"]
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is blank (only whitespace)")
+    return text
+
+
+# A text a model reads or writes: whitespace alone is no prompt, answer or id.
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
 class _Row(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are no values in a dataset: a missing one is null.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    # The field no two rows of one artifact may share (checked by `stair.store.validate_rows`), if any.
+    unique_key: ClassVar[str | None] = None
 
 
 class SeedPrompt(_Row):
     """A request: SFT prompt, SI-MCTS seed, or evaluation item."""
 
-    id: str = Field(min_length=1)
-    text: str = Field(min_length=1)
+    unique_key: ClassVar[str | None] = "id"
+
+    id: Text = Field(min_length=1)
+    text: Text = Field(min_length=1)
     kind: Kind = Field(description="safety: judged mainly on harm; helpfulness: on task quality")
     ground_truth: str | None = Field(None, description="verifiable answer or reference key phrase")
     expected_behavior: Behavior | None = Field(None, description="comply or refuse, where known")
@@ -30,10 +46,12 @@ class SeedPrompt(_Row):
 class SFTExample(_Row):
     """A prompt with a structured-CoT teacher response (steps then output)."""
 
-    id: str = Field(min_length=1)
-    prompt_id: str = Field(min_length=1)
-    prompt: str = Field(min_length=1)
-    response: str = Field(min_length=1)
+    unique_key: ClassVar[str | None] = "id"
+
+    id: Text = Field(min_length=1)
+    prompt_id: Text = Field(min_length=1)
+    prompt: Text = Field(min_length=1)
+    response: Text = Field(min_length=1)
     kind: Kind
     source: str = Field(min_length=1)
 

@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import logging
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -76,6 +77,8 @@ def stage_main(func):
     @functools.wraps(func)
     def wrapper() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        # A TERM (a kill, a cancelled job) unwinds like Ctrl-C, so temporary folders are removed on the way out.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             func()
         except (ArtifactError, ParamsError, HubUnavailable) as err:

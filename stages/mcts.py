@@ -3,8 +3,9 @@
     dvc repro mcts@1      # or: python -m stages.mcts --it 1 --policy models/sft
 
 Builds one tree per seed prompt of split iter_<it> with the policy model; writes data/nodes/<it>
-(TreeNode rows) and metrics/mcts/<it>.json. Finished trees are checkpointed under checkpoints/, so a
-killed run resumes where it stopped. With mcts.workers > 1 the prompts are sharded over Ray actors.
+(TreeNode rows) and metrics/mcts/<it>.json. The search is checkpointed under checkpoints/ (finished
+trees at once, partial ones every 30 s), so a killed run resumes where it stopped and writes the same
+nodes as an uninterrupted one. With mcts.workers > 1 the prompts are sharded over Ray actors.
 """
 
 import argparse
@@ -41,27 +42,23 @@ def main() -> None:
     fingerprint = params_hash({**stage_params, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
     folder = Path(f"checkpoints/mcts_{args.it}")
     checkpoint = TreeCheckpoint(folder, fingerprint)
-    finished = {rows[0].prompt_id: rows for rows in checkpoint.load().values()}
-    todo = [p for p in prompts if p.id not in finished]
-    log.info("iteration %d: %d trees (%d already finished) with %s, %d worker(s)", args.it, len(prompts),
-             len(finished), args.policy, params.workers)
+    log.info("iteration %d: %d trees with %s, %d worker(s)", args.it, len(prompts), args.policy, params.workers)
 
     start = time.perf_counter()
     engine = (backend_params, judge_params, reward)
     if params.workers > 1:
-        trees, stats = run_sharded(args.policy, todo, args.it, params, *engine, folder, fingerprint, params.workers)
+        trees, stats = run_sharded(args.policy, prompts, args.it, params, *engine, folder, fingerprint, params.workers)
     else:
         built = []
-        with tqdm(total=len(prompts), initial=len(finished), desc=f"SI-MCTS iter {args.it}", unit="tree") as bar:
+        with tqdm(total=len(prompts), desc=f"SI-MCTS iter {args.it}", unit="tree") as bar:
             def progress(rows: list[TreeNode]) -> None:
                 built.append(len(rows))
                 bar.update(1)
                 bar.set_postfix(nodes_per_s=f"{sum(built) / (time.perf_counter() - start):.1f}")
 
-            trees, stats = search_shard(args.policy, todo, args.it, params, *engine, checkpoint, on_tree=progress)
-    finished.update({rows[0].prompt_id: rows for rows in trees})
+            trees, stats = search_shard(args.policy, prompts, args.it, params, *engine, checkpoint, on_tree=progress)
 
-    rows = [row for p in prompts for row in finished[p.id]]
+    rows = [row for tree in trees for row in tree]
     write_artifact(Path(f"data/nodes/{args.it}"), rows, TreeNode, stage=f"mcts@{args.it}", params=stage_params,
                    inputs=[prompts_path, args.policy])
     write_json(Path(f"metrics/mcts/{args.it}.json"), tree_metrics(rows, stats))

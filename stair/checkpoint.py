@@ -1,4 +1,6 @@
-"""Resumable searches: finished trees are appended to a JSONL checkpoint as they complete.
+"""Resumable searches: finished trees are appended to a JSONL checkpoint as they complete, and the whole
+search state (partial trees with their random streams, the waiting order, the backend's sampling state)
+is replaced atomically every so often.
 
 The checkpoint is keyed by a fingerprint of everything that determines the trees (params, policy,
 prompts); a checkpoint with another fingerprint is discarded. A line cut short by a kill is ignored.
@@ -21,6 +23,7 @@ class TreeCheckpoint:
     def __init__(self, folder: Path, fingerprint: str, name: str = "trees.jsonl"):
         self.folder = Path(folder)
         self.file = self.folder / name
+        self.state_file = self.folder / name.replace("trees", "state", 1).replace(".jsonl", ".json")
         key_file = self.folder / "fingerprint"
         if self.folder.exists() and (not key_file.exists() or key_file.read_text() != fingerprint):
             log.info("discarding checkpoint %s: made with other inputs", self.folder)
@@ -47,6 +50,21 @@ class TreeCheckpoint:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+
+    def load_state(self) -> dict | None:
+        """The last saved search state of this writer, or None if it saved none."""
+        if not self.state_file.exists():
+            return None
+        return json.loads(self.state_file.read_text())
+
+    def save_state(self, state: dict) -> None:
+        """Replace the search state atomically (a kill mid-write leaves the previous one)."""
+        tmp = self.state_file.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.state_file)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,10 +1,20 @@
-"""The `stair` command: query artifacts with SQL, try a model by hand, evaluate a model on a file."""
+"""The `stair` command: query artifacts with SQL, try a model by hand, evaluate a model on a file.
+
+Bad input (a malformed file, a missing model, an offline Hub id, a folder `--out` must not replace) ends
+with one line naming what is wrong and exit status 1; `--debug` shows the traceback instead.
+"""
 
 import argparse
 import sys
 from pathlib import Path
 
-from stair.store import connect, find_artifacts
+from stair.config import ParamsError
+from stair.data import MAX_RECORD_CHARS
+from stair.hub import HubUnavailable, hub_offline
+from stair.store import ArtifactError, check_replaceable, connect, find_artifacts, pipeline_outputs
+
+# What a user can get wrong; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ArtifactError, HubUnavailable, ParamsError)
 
 
 def _views_help(root: Path) -> str:
@@ -21,6 +31,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     con = connect(args.root)
     try:
         relation = con.sql(args.sql)
+    except duckdb.PermissionException as err:
+        print(f"error: {err}\nstair query is read-only: it reads the artifacts' views and nothing else "
+              f"(no writing, COPY ... TO, ATTACH, INSTALL/LOAD or other files)\n{_views_help(args.root)}",
+              file=sys.stderr)
+        return 1
     except duckdb.Error as err:
         print(f"error: {err}\n{_views_help(args.root)}", file=sys.stderr)
         return 1
@@ -35,11 +50,10 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from stair.format import parse_response
-    from stair.generation import BackendParams, make_backend
     from stair.prm import PRMScorer
     from stair.search import SearchParams, run_search
 
-    backend = make_backend(args.model, BackendParams(), seed=args.seed)
+    backend = _load_backend(args.model, args.seed)
     scorer = PRMScorer.from_path(args.prm) if args.prm else None
     if args.search != "greedy" and scorer is None:
         print("error: --search bon/beam needs --prm PATH", file=sys.stderr)
@@ -56,6 +70,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _check_out(out: Path, row_type, stage: str, force: bool) -> None:
+    """Refuse an --out folder whose contents this command did not write (see `check_replaceable`)."""
+    check_replaceable(out, row_type, stage, force=force, protected=pipeline_outputs(Path.cwd()))
+
+
+def _model_path(model: Path) -> Path:
+    if not model.exists() and hub_offline():
+        raise ArtifactError(f"{model}: no such model folder (the Hub is offline, so it is not tried as a model id)")
+    if model.exists() and not (model / "config.json").is_file():
+        raise ArtifactError(f"{model}: not a model folder (no config.json; a save_pretrained folder is expected)")
+    return model
+
+
+def _load_backend(model: Path, seed: int):
+    from stair.generation import BackendParams, make_backend
+
+    try:
+        return make_backend(_model_path(model), BackendParams(), seed=seed)
+    except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and the like
+        raise ArtifactError(f"{model}: could not load the model ({err})") from None
+
+
 def _columns(text: str) -> dict:
     """'text=prompt,expected_behavior=label' -> {'text': 'prompt', 'expected_behavior': 'label'}."""
     pairs = [item.split("=", 1) for item in text.split(",") if item]
@@ -70,20 +116,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from schemas import EvalRecord
     from stair.benchmarks import LOADERS, load_benchmark
     from stair.evaluation import add_goodness, evaluate_greedy, summarize
-    from stair.generation import BackendParams, make_backend
     from stair.judges import JudgeParams, make_judge
     from stair.reward import RewardParams
-    from stair.store import ArtifactError, write_artifact
+    from stair.store import write_artifact
 
+    if args.out:
+        _check_out(args.out, EvalRecord, "stair eval", args.force)
     loader = args.suite if args.suite in LOADERS and not args.columns else "generic"
     options = {"columns": args.columns, "suite": args.suite} if loader == "generic" else {}
-    try:
-        prompts = load_benchmark(loader, args.path, limit=args.limit, seed=args.seed, **options)
-    except ArtifactError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    prompts = load_benchmark(loader, args.path, limit=args.limit, seed=args.seed, max_record_chars=args.max_chars,
+                             **options)
     prompts = [p.model_copy(update={"split": args.suite}) for p in prompts]
-    backend = make_backend(args.model, BackendParams(), seed=args.seed)
+    backend = _load_backend(args.model, args.seed)
     judge = make_judge(JudgeParams(), RewardParams(), policy=(backend, backend.tokenizer))
     records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, Path(args.model).name,
                               suite_of=lambda p: p.split)
@@ -99,24 +143,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from schemas import ROW_TYPES
-    from stair.hub import HubRef, HubUnavailable, pull_to_artifact
-    from stair.store import ArtifactError
+    from stair.hub import HubRef, pull_to_artifact
 
     if Path(args.repo_id).exists():  # a published folder on disk
         source = f"{args.repo_id}:{args.config}" if args.config else args.repo_id
     else:
         source = HubRef(args.repo_id, args.config, args.revision)
-    try:
-        manifest = pull_to_artifact(source, args.out, ROW_TYPES[args.row_type] if args.row_type else None)
-    except (ArtifactError, HubUnavailable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    row_type = ROW_TYPES[args.row_type] if args.row_type else None
+    _check_out(args.out, row_type, "pull", args.force)  # no row type given: any earlier pull may be replaced
+    manifest = pull_to_artifact(source, args.out, row_type)
     print(f"{manifest.rows} {manifest.row_type} rows -> {args.out} (revision {manifest.extra.get('hub_revision')})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stair", description="STAIR pipeline tools")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     sub = parser.add_subparsers(dest="command", required=True)
     root = Path("data")
     query = sub.add_parser(
@@ -154,9 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--columns", type=_columns, default=None,
                           help="field=column pairs for a file in another layout (fields: text, kind, "
                           "expected_behavior, ground_truth, category, id)")
-    evaluate.add_argument("--limit", type=int)
+    evaluate.add_argument("--limit", type=_positive_int, help="a seeded sample of this many rows")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--out", type=Path, help="also write the judged records as an artifact folder")
+    evaluate.add_argument("--max-chars", type=_positive_int, default=MAX_RECORD_CHARS,
+                          help="refuse a record longer than this (characters over all its fields)")
+    evaluate.add_argument("--out", type=Path, help="also write the judged records as an artifact folder (an "
+                          "absent or empty folder, or an earlier `stair eval --out`; never a pipeline output)")
+    evaluate.add_argument("--force", action="store_true", help="let --out replace a folder of anything else")
     evaluate.set_defaults(func=cmd_eval)
 
     pull = sub.add_parser("pull", help="download a published dataset config, validate every row, save it as an "
@@ -166,14 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--revision")
     pull.add_argument("--row-type", choices=["SeedPrompt", "SFTExample", "TreeNode", "StepPair", "PRMExample",
                                              "EvalRecord"], help="default: inferred from the columns and names")
-    pull.add_argument("--out", type=Path, required=True)
+    pull.add_argument("--out", type=Path, required=True, help="an absent or empty folder, or an earlier pull "
+                      "(never a pipeline output)")
+    pull.add_argument("--force", action="store_true", help="let --out replace a folder of anything else")
     pull.set_defaults(func=cmd_pull)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

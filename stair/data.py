@@ -4,13 +4,18 @@ Every record is mapped onto the `schemas` row types and validated; the first bad
 `ArtifactError` naming the file, row and field.
 """
 
+import codecs
 import csv
 import dataclasses
+import io
 import json
+import math
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import SeedPrompt, SFTExample
@@ -30,6 +35,11 @@ PROMPT_COLUMNS = {
 }
 
 
+# A record bigger than this (characters over all its fields) is refused: one runaway row would otherwise be
+# tokenized and padded to, and allocated for, in every batch it joins.
+MAX_RECORD_CHARS = 100_000
+
+
 @dataclass(frozen=True)
 class DataParams:
     """The `data` section: `builtin`, or files / Hub ids (`hub:<repo>[:<config>][@<rev>]`) for real data."""
@@ -42,104 +52,289 @@ class DataParams:
     sft_columns: dict = field(default_factory=dict)
     prompt_columns: dict = field(default_factory=dict)
     split: str = "train"  # the Hub split to read
+    max_record_chars: int = MAX_RECORD_CHARS  # a longer record (all fields together) is an error
     seed: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)
 
 
-def read_records(source: str, split: str = "train") -> tuple[list[dict], str, dict]:
-    """Raw records of a local file (jsonl, json, parquet, csv) or a Hub dataset; also its display name and facts."""
+class Records(list):
+    """Raw records (dicts) of one input, each with its place in the file for messages ('line 7', 'row 3')."""
+
+    def __init__(self, rows: list[dict], name: str, locations: list[str], facts: dict | None = None):
+        super().__init__(rows)
+        self.name, self.locations, self.facts = name, locations, facts or {}
+
+    def where(self, row: int) -> str:
+        """'<file>, line N' of the `row`-th record (1-based)."""
+        return f"{self.name}, {self.locations[row - 1]}"
+
+
+def read_records(source: str, split: str = "train", max_record_chars: int = MAX_RECORD_CHARS) -> Records:
+    """Every record of a local file (jsonl, json, csv, parquet) or a Hub dataset, checked as far as a file can be.
+
+    Text files are read as UTF-8 (a leading BOM is dropped). Raises ArtifactError, naming the file, the
+    1-based line (row for parquet and Hub data) and the field, for: undecodable bytes, malformed JSON or
+    CSV (ragged rows, unclosed quotes), a record that is not an object, NaN or infinity in any field, a
+    record over `max_record_chars` characters, or no records at all.
+    """
     if is_hub_ref(source):
         ref = parse_hub_ref(source)
-        records, revision = load_hub_records(ref, split)
-        return records, str(ref), {"hub_revision": revision}
-    path = Path(source)
-    if not path.exists():
-        raise ArtifactError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ArtifactError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-    elif suffix == ".json":
-        try:
-            records = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ArtifactError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        if isinstance(records, dict) and "data" in records:
-            records = records["data"]
-        if not isinstance(records, list):
-            raise ArtifactError(f"{path}: expected a list of records")
-    elif suffix == ".parquet":
-        records = pq.read_table(path).to_pylist()
-    elif suffix == ".csv":
-        with open(path, newline="") as handle:
-            records = list(csv.DictReader(handle))
+        rows, revision = load_hub_records(ref, split)
+        records = Records(rows, str(ref), [f"row {i}" for i in range(1, len(rows) + 1)], {"hub_revision": revision})
     else:
-        raise ArtifactError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json, .parquet or .csv)")
-    for number, record in enumerate(records, start=1):
+        path = Path(source)
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        suffix = path.suffix.lower()
+        if suffix not in READERS:
+            raise ArtifactError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json, .parquet or .csv)")
+        rows, locations = READERS[suffix](path)
+        records = Records(rows, str(path), locations)
+    if not records:
+        raise ArtifactError(f"{records.name}: no records (an empty input is not a dataset)")
+    for row, record in enumerate(records, start=1):
         if not isinstance(record, dict):
-            raise ArtifactError(f"{path}, row {number}: expected an object, got {type(record).__name__}")
-    return records, str(path), {}
+            raise ArtifactError(f"{records.where(row)}: expected an object, got {type(record).__name__}")
+        sizes = {str(key): _check_value(value, str(key), records.where(row)) for key, value in record.items()}
+        if sum(sizes.values()) > max_record_chars:
+            biggest = max(sizes, key=sizes.get)
+            raise ArtifactError(f"{records.where(row)}, field '{biggest}': {sizes[biggest]:,} characters; the record "
+                                f"has {sum(sizes.values()):,}, over the limit of {max_record_chars:,} (max_record_chars)")
+    return records
 
 
-def _column(record: dict, field_name: str, mapping: dict, defaults: dict) -> object:
+def _check_value(value: object, field_name: str, where: str) -> int:
+    """The characters in `value` (nested lists and objects included); refuses bytes that were not UTF-8 and NaN."""
+    if isinstance(value, str):
+        bad = next((ch for ch in value if "\udc80" <= ch <= "\udcff"), None)
+        if bad is not None:  # a byte `_read_text` could not decode, kept as a lone surrogate
+            raise ArtifactError(f"{where}, field '{field_name}': not valid UTF-8 (byte 0x{ord(bad) - 0xDC00:02x})")
+        return len(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ArtifactError(f"{where}, field '{field_name}': {value} is not a value (write null for a missing one)")
+    if isinstance(value, dict):
+        return sum(_check_value(v, f"{field_name}.{k}", where) + len(str(k)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_check_value(v, f"{field_name}[{i}]", where) for i, v in enumerate(value))
+    return len(str(value))
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8 without a BOM; undecodable bytes become lone surrogates, reported per field."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ArtifactError(f"{path}: UTF-16 text; save it as UTF-8")
+    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _read_jsonl(path: Path) -> tuple[list, list[str]]:
+    rows, locations = [], []
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):  # not splitlines: JSON may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ArtifactError(f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        locations.append(f"line {number}")
+    return rows, locations
+
+
+def _read_json(path: Path) -> tuple[list, list[str]]:
+    """A JSON list of records, or an object whose "data" is one; each record located by the line it starts on."""
+    text = _read_text(path)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path}, line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        start = _member_start(text, "data")
+    elif isinstance(document, list):
+        start = _skip_space(text, 0)
+    else:
+        raise ArtifactError(f"{path}: expected a list of records (or an object with a \"data\" list)")
+    # The document is valid JSON, so the array can be walked element by element to find each one's line.
+    decoder, rows, locations = json.JSONDecoder(), [], []
+    pos = _skip_space(text, start + 1)
+    while text[pos] != "]":
+        locations.append(f"line {_line_of(text, pos)}")
+        value, pos = decoder.raw_decode(text, pos)
+        rows.append(value)
+        pos = _skip_space(text, pos)
+        pos = _skip_space(text, pos + 1) if text[pos] == "," else pos
+    return rows, locations
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _member_start(text: str, key: str) -> int:
+    """Position of the value of top-level member `key` in valid JSON text holding an object."""
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, _skip_space(text, 0) + 1)
+    while True:
+        name, pos = decoder.raw_decode(text, pos)
+        pos = _skip_space(text, _skip_space(text, pos) + 1)  # past ':'
+        if name == key:
+            return pos
+        _, pos = decoder.raw_decode(text, pos)
+        pos = _skip_space(text, _skip_space(text, pos) + 1)  # past ','
+
+
+def _read_csv(path: Path) -> tuple[list, list[str]]:
+    """Rows as {header: cell}; a row whose field count differs from the header's, or a broken quote, is an error."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
+    rows: list[dict] = []
+    locations: list[str] = []
+    # The size limit is max_record_chars, checked with the field named; csv's own (128 KiB) would not name it.
+    previous_limit = csv.field_size_limit(sys.maxsize)
+    try:
+        _csv_rows(path, reader, rows, locations)
+    finally:
+        csv.field_size_limit(previous_limit)
+    return rows, locations
+
+
+def _csv_rows(path: Path, reader, rows: list, locations: list) -> None:
+    header: list[str] | None = None
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise ArtifactError(f"{path}, line {start}: malformed CSV ({err}; an unclosed quote?)") from None
+        if not fields:
+            continue  # a blank line
+        if header is None:
+            duplicated = sorted({name for name in fields if fields.count(name) > 1})
+            if duplicated:
+                raise ArtifactError(f"{path}, line {start}: the header names column {duplicated[0]!r} twice")
+            header = fields
+            continue
+        if len(fields) != len(header):
+            end = f"-{reader.line_num}" if reader.line_num != start else ""
+            raise ArtifactError(f"{path}, line {start}{end}: {len(fields)} fields where the header has {len(header)} "
+                                "(a stray delimiter or an unclosed quote?)")
+        rows.append(dict(zip(header, fields)))
+        locations.append(f"line {start}")
+
+
+def _read_parquet(path: Path) -> tuple[list, list[str]]:
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise ArtifactError(f"{path}: not a readable parquet file ({err})") from None
+    return rows, [f"row {i}" for i in range(1, len(rows) + 1)]
+
+
+READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+
+
+def _column(record: dict, field_name: str, mapping: dict, defaults: dict) -> tuple[str, object]:
+    """(column name, value) of `field_name`: the mapped column, else the first common name with a value.
+    A value of "" (an empty CSV cell) is no value."""
     if field_name in mapping:
-        return record.get(mapping[field_name])
+        value = record.get(mapping[field_name])
+        return mapping[field_name], None if value == "" else value
     for name in defaults.get(field_name, ()):
         if name in record and record[name] not in ("", None):
-            return record[name]
-    return None
+            return name, record[name]
+    return defaults.get(field_name, (field_name,))[0], None
 
 
-def map_prompts(records: list[dict], source: str, columns: dict, split: str = "") -> list[dict]:
-    """Records -> SeedPrompt fields (unvalidated). Safety prompts default to 'refuse', others to 'comply'."""
-    mapped = []
+def check_mapping(records: Records, mapping: dict) -> None:
+    """A mapped column that no record has is a typo, not a column of missing values."""
+    present = {key for record in records for key in record}
+    for field_name, column in mapping.items():
+        if column not in present:
+            raise ArtifactError(f"{records.name}, field '{column}': no record has this column (mapped to "
+                                f"{field_name}); columns: {', '.join(sorted(map(str, present)))}")
+
+
+def _required_text(record: dict, field_name: str, mapping: dict, defaults: dict, where: str) -> str:
+    column, value = _column(record, field_name, mapping, defaults)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        state = "blank" if isinstance(value, str) else "missing"
+        raise ArtifactError(f"{where}, field '{column}': {state} (it holds the {field_name}; map another column "
+                            f"with {field_name}=<column>)")
+    if not isinstance(value, str):
+        raise ArtifactError(f"{where}, field '{column}': expected text, got {type(value).__name__}")
+    return value
+
+
+def map_prompts(records: list[dict], source: str, columns: dict, split: str = "",
+                locations: list[str] | None = None) -> list[dict]:
+    """Records -> SeedPrompt fields (validated by the caller). Safety prompts default to 'refuse', others to 'comply'.
+
+    A missing or blank prompt text, a mapped column the file lacks, or an id used twice raises ArtifactError.
+    """
+    mapped, first_seen = [], {}
     for index, record in enumerate(records, start=1):
-        kind = str(_column(record, "kind", columns, PROMPT_COLUMNS) or "helpfulness").strip().lower()
-        expected = _column(record, "expected_behavior", columns, PROMPT_COLUMNS)
-        truth = _column(record, "ground_truth", columns, PROMPT_COLUMNS)
+        where = f"{source}, {locations[index - 1] if locations else f'row {index}'}"
+        values = {name: _column(record, name, columns, PROMPT_COLUMNS)[1]
+                  for name in ("kind", "ground_truth", "expected_behavior", "category")}
+        kind = str(values["kind"] or "helpfulness").strip().lower()
+        truth = values["ground_truth"]
+        id_column, given_id = _column(record, "id", columns, PROMPT_COLUMNS)
+        if given_id is not None:
+            if str(given_id) in first_seen:
+                raise ArtifactError(f"{where}, field '{id_column}': duplicate id {str(given_id)!r} "
+                                    f"(first at {first_seen[str(given_id)]})")
+            first_seen[str(given_id)] = where.removeprefix(f"{source}, ")
         mapped.append({
-            "id": str(_column(record, "id", columns, PROMPT_COLUMNS) or f"{Path(source).stem}-{index:06d}"),
-            "text": _column(record, "text", columns, PROMPT_COLUMNS),
+            "id": str(given_id if given_id is not None else f"{Path(source).stem}-{index:06d}"),
+            "text": _required_text(record, "text", columns, PROMPT_COLUMNS, where),
             "kind": kind,
             "ground_truth": None if truth is None else str(truth),
-            "expected_behavior": expected or ("refuse" if kind == "safety" else "comply"),
+            "expected_behavior": values["expected_behavior"] or ("refuse" if kind == "safety" else "comply"),
             "source": source,
             "split": split or "unassigned",
             "group": "harmful" if kind == "safety" else "task",
-            "category": _column(record, "category", columns, PROMPT_COLUMNS),
+            "category": values["category"],
         })
     return mapped
 
 
-def load_prompts(source: str, columns: dict, split_name: str = "", hub_split: str = "train") -> tuple[list[SeedPrompt], dict]:
-    records, name, facts = read_records(source, hub_split)
-    return validate_rows(map_prompts(records, name, columns, split_name), SeedPrompt, name), facts
+def load_prompts(source: str, columns: dict, split_name: str = "", hub_split: str = "train",
+                 max_record_chars: int = MAX_RECORD_CHARS) -> tuple[list[SeedPrompt], dict]:
+    records = read_records(source, hub_split, max_record_chars)
+    check_mapping(records, columns)
+    rows = map_prompts(records, records.name, columns, split_name, records.locations)
+    return validate_rows(rows, SeedPrompt, records.name, locations=records.locations), records.facts
 
 
-def map_sft(records: list[dict], source: str, columns: dict) -> list[dict]:
-    """Records (STAIR-SFT layout or mapped columns) -> SFTExample fields (unvalidated)."""
-    kind_column = columns.get("kind")
-    return [
-        {
+def map_sft(records: list[dict], source: str, columns: dict, locations: list[str] | None = None) -> list[dict]:
+    """Records (STAIR-SFT layout or mapped columns) -> SFTExample fields (validated by the caller)."""
+    mapped = []
+    for index, record in enumerate(records, start=1):
+        where = f"{source}, {locations[index - 1] if locations else f'row {index}'}"
+        kind_column = columns.get("kind")
+        kind = record.get(kind_column) if kind_column else record.get("type") or record.get("kind")
+        mapped.append({
             "id": f"sft-{index:06d}", "prompt_id": f"sft-{index:06d}",
-            "prompt": _column(record, "prompt", columns, SFT_COLUMNS),
-            "response": _column(record, "response", columns, SFT_COLUMNS),
-            "kind": str((record.get(kind_column) if kind_column else record.get("type") or record.get("kind"))
-                        or "helpfulness").strip().lower(),
+            "prompt": _required_text(record, "prompt", columns, SFT_COLUMNS, where),
+            "response": _required_text(record, "response", columns, SFT_COLUMNS, where),
+            "kind": str(kind or "helpfulness").strip().lower(),
             "source": source,
-        }
-        for index, record in enumerate(records, start=1)
-    ]
+        })
+    return mapped
 
 
-def load_sft(source: str, columns: dict, hub_split: str = "train") -> tuple[list[SFTExample], dict]:
-    records, name, facts = read_records(source, hub_split)
-    return validate_rows(map_sft(records, name, columns), SFTExample, name), facts
+def load_sft(source: str, columns: dict, hub_split: str = "train",
+             max_record_chars: int = MAX_RECORD_CHARS) -> tuple[list[SFTExample], dict]:
+    records = read_records(source, hub_split, max_record_chars)
+    check_mapping(records, columns)
+    rows = map_sft(records, records.name, columns, records.locations)
+    return validate_rows(rows, SFTExample, records.name, locations=records.locations), records.facts
 
 
 def assign_splits(prompts: list[SeedPrompt], iterations: int, heldout_fraction: float, seed: int) -> list[SeedPrompt]:
@@ -160,10 +355,16 @@ def build_dataset(params: DataParams, iterations: int) -> tuple[list[SeedPrompt]
         return world.prompts, world.sft, {}
     if not params.sft or not params.prompts:
         raise ValueError("data.source is not 'builtin', so data.sft and data.prompts must name files or hub: ids")
-    sft, sft_facts = load_sft(params.sft, params.sft_columns, params.split)
-    prompts, prompt_facts = load_prompts(params.prompts, params.prompt_columns, hub_split=params.split)
+    sft, sft_facts = load_sft(params.sft, params.sft_columns, params.split, params.max_record_chars)
+    prompts, prompt_facts = load_prompts(params.prompts, params.prompt_columns, hub_split=params.split,
+                                         max_record_chars=params.max_record_chars)
     if params.heldout:
-        heldout, _ = load_prompts(params.heldout, params.prompt_columns, "heldout", params.split)
+        heldout, _ = load_prompts(params.heldout, params.prompt_columns, "heldout", params.split,
+                                  params.max_record_chars)
+        shared = sorted({p.id for p in prompts} & {p.id for p in heldout})
+        if shared:
+            raise ArtifactError(f"{params.heldout}: id {shared[0]!r} is also in {params.prompts} "
+                                f"({len(shared)} ids shared); held-out prompts must be new")
         prompts = assign_splits(prompts, iterations, 0.0, params.seed) + heldout
     else:
         prompts = assign_splits(prompts, iterations, params.heldout_fraction, params.seed)

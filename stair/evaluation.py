@@ -125,6 +125,20 @@ class EvalParams:
     max_new_tokens: int = 384
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from stair.benchmarks import LOADERS
+        from stair.config import from_mapping
+        from stair.jailbreaks import TRANSFORMS
+
+        for name, raw in self.suites.items():
+            suite = from_mapping(SuiteParams, raw, f"eval.suites.{name}")
+            if (suite.loader or name) not in LOADERS:
+                raise ValueError(f"eval.suites.{name}: no loader {suite.loader or name!r}; known suites: "
+                                 f"{', '.join(sorted(LOADERS))} (or give any name a `loader:`)")
+            unknown = [j for j in suite.jailbreaks if j not in TRANSFORMS]
+            if unknown:
+                raise ValueError(f"eval.suites.{name}.jailbreaks: {unknown} unknown; known: {sorted(TRANSFORMS)}")
+
 
 def load_suites(params: EvalParams) -> tuple[list[SeedPrompt], list[str]]:
     """Prompts of every configured suite (split = suite name), and a message per suite that was skipped."""

@@ -52,6 +52,17 @@ class Backend(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
 
+def sampling_state(backend: Backend) -> dict | None:
+    """What a backend's next samples depend on besides its inputs (JSON-ready), if it can say; for resuming."""
+    get = getattr(backend, "sampling_state", None)
+    return get() if get is not None else None
+
+
+def restore_sampling_state(backend: Backend, state: dict | None) -> None:
+    if state is not None:
+        backend.restore_sampling_state(state)
+
+
 def stop_strings(mode: Mode) -> list[str]:
     return [STEP_CLOSE, OUTPUT_CLOSE] if mode == "step" else [OUTPUT_CLOSE]
 
@@ -82,6 +93,12 @@ class TransformersBackend:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def sampling_state(self) -> dict:
+        return {"calls": self.calls}  # each call's seed is derived from the call count
+
+    def restore_sampling_state(self, state: dict) -> None:
+        self.calls = state["calls"]
 
     def _decode(self, ids: list[int]) -> str:
         text = self.tokenizer.decode(ids, skip_special_tokens=False)

@@ -538,12 +538,21 @@ def _folder_records(folder: Path, config: str | None, split: str) -> tuple[list[
         if not files:
             raise ArtifactError(f"{folder}: config {config!r} has no {split!r} data files ({configs[config]})")
         if all(f.suffix == ".parquet" for f in files):
-            table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+            table = pa.concat_tables([_read_parquet(f) for f in files], promote_options="default")
+            if not table.num_rows:
+                raise ArtifactError(f"{folder}: config {config!r} has no rows (an empty input is not a dataset)")
             return table.to_pylist(), table.column_names, config
     from datasets import load_dataset
 
     dataset = load_dataset(str(folder), config, split=split)
     return dataset.to_list(), list(dataset.column_names), config
+
+
+def _read_parquet(file: Path) -> pa.Table:
+    try:
+        return pq.read_table(file)
+    except (pa.ArrowException, OSError) as err:
+        raise ArtifactError(f"{file}: not a readable parquet file ({err})") from None
 
 
 def _own_layout(columns: Iterable[str], row_type: type[BaseModel]) -> bool:

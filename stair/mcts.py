@@ -11,9 +11,12 @@ first rollout is kept on it with its reward: a whole answer with an exact label,
 Batching: each tick, every active tree selects its leaf; all expansions of the tick go to the backend
 in one call (n = m per node), then all rollouts in one call, then all final answers to the judge in
 one call, then backup. A finished tree is handed to `on_done` (for checkpointing) and replaced by the
-next waiting prompt, so at most `concurrent_trees` trees are in memory.
+next waiting prompt, so at most `concurrent_trees` trees are in memory. After every tick `on_tick` sees
+the active and waiting trees: `Tree.state` and `Tree.restore` carry a partial tree (its nodes and random
+stream) across a kill, so a search resumed from the same trees in the same order repeats the same ticks.
 """
 
+import dataclasses
 import logging
 import math
 import random
@@ -104,6 +107,21 @@ class Tree:
         self.nodes = [Node(0, None, 0, "", prompt_tokens)]
         self.rng = random.Random(f"{seed}:{tree_id}")  # string seeds are hashed stably (sha512)
         self.iterations_done = 0
+
+    def state(self) -> dict:
+        """Everything a partial tree holds (JSON-ready): restoring it continues the search exactly."""
+        return {"tree_id": self.tree_id, "iterations_done": self.iterations_done, "rng": self.rng.getstate(),
+                "nodes": [dataclasses.asdict(node) for node in self.nodes]}
+
+    def restore(self, state: dict) -> "Tree":
+        """Continue from `state` (from `state()` of this tree, possibly through JSON)."""
+        if state["tree_id"] != self.tree_id:
+            raise ValueError(f"state of tree {state['tree_id']!r} given to tree {self.tree_id!r}")
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.nodes = [Node(**node) for node in state["nodes"]]
+        self.iterations_done = state["iterations_done"]
+        return self
 
     def path_text(self, node_id: int) -> str:
         steps = []
@@ -249,11 +267,17 @@ class SIMCTS:
         trees: Sequence[Tree],
         on_done: Callable[[Tree], None] = lambda tree: None,
         progress: Callable[[Tree], None] = lambda tree: None,
+        active: Sequence[Tree] = (),
+        on_tick: Callable[[list[Tree], list[Tree]], None] = lambda active, waiting: None,
     ) -> None:
-        """Search every tree to completion, `concurrent_trees` at a time, calling `on_done` per finished tree."""
+        """Search every tree to completion, `concurrent_trees` at a time, calling `on_done` per finished tree.
+
+        `active` are trees already in the pool (a resumed search), searched before any of `trees`;
+        `on_tick(active, waiting)` is called after every tick, once finished trees are handed over.
+        """
         start = time.perf_counter()
         waiting = list(trees)[::-1]
-        active: list[Tree] = []
+        active = list(active)
         while waiting or active:
             while waiting and len(active) < self.params.concurrent_trees:
                 active.append(waiting.pop())
@@ -263,6 +287,7 @@ class SIMCTS:
                 self.stats.nodes += len(tree.nodes)
                 on_done(tree)
                 progress(tree)
+            on_tick(active, waiting[::-1])
         self.stats.seconds += time.perf_counter() - start
 
 

@@ -7,13 +7,16 @@ does. Results come back as rows and are merged in the caller's prompt order. Ray
 (`pip install -e ".[ray]"`) and is imported only here.
 """
 
+import dataclasses
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from schemas import SeedPrompt, TreeNode
 from stair.checkpoint import TreeCheckpoint
-from stair.generation import BackendParams, make_backend
+from stair.generation import BackendParams, make_backend, restore_sampling_state, sampling_state
 from stair.judges import JudgeParams, make_judge
 from stair.mcts import SIMCTS, MCTSParams, SearchStats, make_trees
 from stair.modeling import chat_prompt
@@ -22,20 +25,46 @@ from stair.reward import RewardParams
 log = logging.getLogger(__name__)
 
 
+# How often the whole search state is saved: a kill loses at most this much search (plus one tick).
+CHECKPOINT_EVERY_S = 30.0
+
+
 def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, params: MCTSParams,
                  backend_params: BackendParams, judge_params: JudgeParams, reward: RewardParams,
                  checkpoint: TreeCheckpoint | None, seed_offset: int = 0,
                  on_tree: Callable[[list[TreeNode]], None] = lambda rows: None,
+                 on_tick: Callable[[int], None] = lambda tick: None,
+                 checkpoint_every_s: float = CHECKPOINT_EVERY_S,
                  ) -> tuple[list[list[TreeNode]], SearchStats]:
     """Build the trees of `prompts` with one engine; returns each tree's rows (in prompt order) and stats.
 
-    Every finished tree is checkpointed (if a checkpoint is given) and passed to `on_tree`.
+    With a checkpoint, every finished tree is saved as it finishes, and the whole search state (partial
+    trees, waiting order, the backend's sampling state, counters) after the first tick and then every
+    `checkpoint_every_s` seconds; a run resumed from it repeats the interrupted run's remaining ticks
+    exactly, so it writes the same trees. Without a saved state it starts over. `on_tree` sees every
+    finished tree (restored ones first); `on_tick` the number of each tick done (a test's kill switch).
     """
     backend = make_backend(policy, backend_params, seed=params.seed + seed_offset)
     judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
     texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
     trees = make_trees(prompts, texts, backend.count_tokens(texts), iteration, params.seed)
+    by_id = {t.tree_id: t for t in trees}
+    search = SIMCTS(backend, judge, params)
+    state = checkpoint.load_state() if checkpoint is not None else None
     done: dict[str, list[TreeNode]] = {}
+    active, waiting, tick = [], trees, 0
+    if state is not None:
+        active = [by_id[s["tree_id"]].restore(s) for s in state["active"]]
+        waiting = [by_id[tree_id] for tree_id in state["waiting"]]
+        pending = {t.tree_id for t in active + waiting}
+        done = {k: rows for k, rows in checkpoint.load().items() if k in by_id and k not in pending}
+        restore_sampling_state(backend, state["backend"])
+        search.stats = SearchStats(**state["stats"])
+        tick = state["tick"]
+        log.info("resuming at tick %d: %d trees finished, %d in progress, %d waiting", tick, len(done), len(active),
+                 len(waiting))
+        for rows in done.values():
+            on_tree(rows)
 
     def finish(tree) -> None:
         rows = tree.rows(iteration)
@@ -44,8 +73,19 @@ def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, pa
         done[tree.tree_id] = rows
         on_tree(rows)
 
-    search = SIMCTS(backend, judge, params)
-    search.run(trees, on_done=finish)
+    last_save = -math.inf
+
+    def after_tick(active_now: list, waiting_now: list) -> None:
+        nonlocal tick, last_save
+        tick += 1
+        if checkpoint is not None and time.monotonic() - last_save >= checkpoint_every_s:
+            checkpoint.save_state({
+                "tick": tick, "active": [t.state() for t in active_now], "waiting": [t.tree_id for t in waiting_now],
+                "backend": sampling_state(backend), "stats": dataclasses.asdict(search.stats)})
+            last_save = time.monotonic()
+        on_tick(tick)
+
+    search.run(waiting, on_done=finish, active=active, on_tick=after_tick)
     return [done[t.tree_id] for t in trees], search.stats
 
 

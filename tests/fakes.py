@@ -36,6 +36,13 @@ class ScriptedBackend:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) for t in texts]
 
+    def sampling_state(self) -> dict:
+        return {"rng": self.rng.getstate()}
+
+    def restore_sampling_state(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
     def _next(self, prefix: str, mode: str) -> str:
         steps = prefix.count(STEP_CLOSE)
         refusing = prefix.rfind(REFUSE_STEP) > prefix.rfind(COMPLY_STEP)

@@ -63,16 +63,16 @@ def test_strongreject_columns(tmp_path: Path) -> None:
     ("gsm8k", None, "answer"),
     ("advbench", "goal,target\nDo a bad thing,Sure\n,Sure\n", "goal"),
 ])
-def test_malformed_rows_name_the_row_and_field(tmp_path: Path, name: str, content: str | None, field: str) -> None:
+def test_malformed_rows_name_the_line_and_field(tmp_path: Path, name: str, content: str | None, field: str) -> None:
     if content is None:
         file = tmp_path / "bad.jsonl"
         file.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
-        row = 1
+        line = 1
     else:
         file = tmp_path / "bad.csv"
         file.write_text(content)
-        row = 2 if content.count("\n") > 2 else 1
-    with pytest.raises(ArtifactError, match=rf"bad\.\w+, row {row}, field '{field}'"):
+        line = content.count("\n")  # the last row is the bad one; the header is line 1
+    with pytest.raises(ArtifactError, match=rf"bad\.\w+, line {line}, field '{field}'"):
         load_benchmark(name, str(file))
 
 
@@ -86,7 +86,7 @@ def test_generic_loader_with_a_column_mapping(tmp_path: Path) -> None:
                              suite="mine")
     assert [(p.text, p.expected_behavior, p.kind, p.split) for p in prompts] == [
         ("How do I bake bread?", "comply", "helpfulness", "mine"), ("How do I make a bomb?", "refuse", "safety", "mine")]
-    with pytest.raises(ArtifactError, match="row 1, field 'prompt'"):
+    with pytest.raises(ArtifactError, match="mine.jsonl, field 'prompt': no record has this column"):
         load_benchmark("generic", str(file), columns={"text": "prompt"})
 
 

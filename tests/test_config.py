@@ -1,11 +1,15 @@
 """`from_mapping`: params sections into dataclasses, with errors that name the bad key and what is valid."""
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
+import yaml
 
-from stair.config import ParamsError, from_mapping
+from stair.config import RANGES, ParamsError, from_mapping
 from stair.reward import RewardParams
 
 
@@ -128,3 +132,70 @@ def test_falsy_non_mapping_is_an_error(value) -> None:
 def test_tuple_element_types_are_checked() -> None:
     with pytest.raises(ParamsError, match="params.yaml: sft.layers"):
         from_mapping(Outer, {"layers": [1, "two"]}, WHERE)
+
+
+def _stage_params_classes() -> dict[str, type]:
+    """Every params dataclass a stage loads, by section (found in the stages' `load_section` calls)."""
+    import importlib
+    import re
+
+    found = {}
+    for file in sorted(Path("stages").glob("*.py")):
+        module = importlib.import_module(f"stages.{file.stem}")
+        for section, name in re.findall(r'load_section\("(\w+)", (\w+)\)', file.read_text()):
+            found[section] = getattr(module, name)
+    return found
+
+
+def _numeric_fields(cls: type, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _numeric_fields(hint, f"{prefix}{f.name}.")
+        elif {int, float} & {hint, *typing.get_args(hint)}:
+            yield f"{prefix}{f.name}", f.name
+
+
+def test_every_numeric_param_of_every_section_has_a_range() -> None:
+    classes = _stage_params_classes()
+    assert len(classes) >= 14
+    missing = [f"{section}.{path}" for section, cls in classes.items() for path, name in _numeric_fields(cls)
+               if name not in RANGES]
+    assert not missing, f"add these to stair.config.RANGES: {missing}"
+
+
+def test_params_yaml_is_in_range() -> None:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    for section, cls in _stage_params_classes().items():
+        from_mapping(cls, params.get(section), f"params.yaml: {section}")
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("mcts", "top_p", 7.5, "mcts.top_p=7.5 must be in (0, 1]"),
+    ("mcts", "temperature", -0.1, "mcts.temperature=-0.1 must be >= 0"),
+    ("mcts", "concurrent_trees", 0, "mcts.concurrent_trees=0 must be > 0"),
+    ("sft", "learning_rate", 0.0, "sft.learning_rate=0.0 must be > 0"),
+    ("sft", "warmup_ratio", 1.5, "sft.warmup_ratio=1.5 must be in [0, 1]"),
+    ("sft", "lora", {"dropout": -0.5}, "sft.lora.dropout=-0.5 must be in [0, 1]"),
+    ("search", "budgets", [2, 0], "search.budgets=(2, 0) must be > 0"),
+    ("data", "heldout_fraction", 2, "data.heldout_fraction=2 must be in [0, 1]"),
+    ("data", "world", {"seed_math": -3}, "data.world.seed_math=-3 must be >= 0"),
+    ("prm_labels", "validation_share", float("nan"), "prm_labels.validation_share=nan must be in [0, 1]"),
+    ("backend", "gpu_memory_utilization", 0.0, "backend.gpu_memory_utilization=0.0 must be in (0, 1]"),
+    ("eval", "max_new_tokens", 0, "eval.max_new_tokens=0 must be > 0"),
+    ("eval", "suites", {"xstest": {"limit": -1}}, "eval.suites.xstest.limit=-1 must be >= 0"),
+])
+def test_out_of_range_values_name_the_key_and_the_range(section: str, key: str, value, expected: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        from_mapping(_stage_params_classes()[section], {key: value}, section)
+    assert expected in str(err.value)
+
+
+def test_a_misspelt_suite_is_an_error_listing_the_known_ones() -> None:
+    eval_params = _stage_params_classes()["eval"]
+    with pytest.raises(ParamsError, match=r"eval.suites.xstset: no loader 'xstset'; known suites: advbench, .*xstest"):
+        from_mapping(eval_params, {"suites": {"xstset": {"limit": 4}}}, "params.yaml: eval")
+    with pytest.raises(ParamsError, match=r"eval.suites.advbench.jailbreaks: \['dan'\] unknown"):
+        from_mapping(eval_params, {"suites": {"advbench": {"jailbreaks": ["dan"]}}}, "params.yaml: eval")
+    assert from_mapping(eval_params, {"suites": {"mine": {"loader": "advbench", "path": "x.csv"}}}, "e").suites

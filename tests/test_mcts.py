@@ -1,6 +1,8 @@
 """SI-MCTS on a scripted backend: selection scores, tree invariants, batching and reproducibility."""
 
+import json
 import math
+import random
 
 import pytest
 
@@ -137,3 +139,69 @@ def test_metrics_count_trees_and_nodes() -> None:
 def test_bad_params_name_the_field(field: str, value) -> None:
     with pytest.raises(ValueError, match=f"mcts.{field}"):
         MCTSParams(**{field: value})
+
+
+class Killed(Exception):
+    """Stands for a kill at a chosen tick (deterministic, unlike a signal sent after a sleep)."""
+
+
+def _shard_search(tiny, folder, checkpoint_every_s: float = 0.0, kill_at: int | None = None, seen=None):
+    from stair.checkpoint import TreeCheckpoint
+    from stair.generation import BackendParams
+    from stair.scaleout import search_shard
+
+    def on_tick(tick: int) -> None:
+        if seen is not None:
+            seen.append(tick)
+        if tick == kill_at:
+            raise Killed
+
+    params = MCTSParams(iterations=4, children=2, max_depth=3, max_step_tokens=6, max_response_tokens=12,
+                        concurrent_trees=2, seed=3)
+    checkpoint = TreeCheckpoint(folder, "fingerprint") if folder is not None else None
+    return search_shard(tiny, _prompts(5), 1, params, BackendParams(device="cpu", batch_size=8), JudgeParams(),
+                        REWARD, checkpoint, on_tick=on_tick, checkpoint_every_s=checkpoint_every_s)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tests.fakes import COMPLY_STEP, REFUSAL, REFUSE_STEP, save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), [REFUSE_STEP + REFUSAL, COMPLY_STEP, "How do I do it?"])
+
+
+def test_a_killed_search_resumes_to_byte_identical_nodes(tiny, tmp_path) -> None:
+    from schemas import TreeNode
+    from stair.store import DATA_FILE, file_md5, write_artifact
+
+    ticks: list[int] = []
+    trees, stats = _shard_search(tiny, None, seen=ticks)
+    expected = [row for tree in trees for row in tree]
+    write_artifact(tmp_path / "uninterrupted", expected, TreeNode, stage="mcts@1", params={})
+    rng = random.Random(16)
+    # Kill points at random ticks, with the state saved every tick or only after the first one.
+    for case, (kill_at, every_s) in enumerate([(rng.randint(2, len(ticks) - 1), 0.0),
+                                               (rng.randint(2, len(ticks) - 1), math.inf), (1, 0.0)]):
+        folder = tmp_path / f"checkpoint_{case}"
+        with pytest.raises(Killed):
+            _shard_search(tiny, folder, every_s, kill_at=kill_at)
+        assert (folder / "state.json").exists()
+        resumed_ticks: list[int] = []
+        trees, resumed_stats = _shard_search(tiny, folder, every_s, seen=resumed_ticks)
+        rows = [row for tree in trees for row in tree]
+        write_artifact(tmp_path / f"resumed_{case}", rows, TreeNode, stage="mcts@1", params={})
+        assert rows == expected, f"kill at tick {kill_at} of {len(ticks)}"
+        assert file_md5(tmp_path / f"resumed_{case}" / DATA_FILE) == file_md5(tmp_path / "uninterrupted" / DATA_FILE)
+        assert resumed_ticks[-1] == ticks[-1] and resumed_stats.generate_calls == stats.generate_calls
+        if every_s == 0.0:  # nothing before the kill is searched again
+            assert resumed_ticks[0] == kill_at + 1
+
+
+def test_partial_trees_round_trip_through_json() -> None:
+    trees, _, _ = _search(2, iterations=3)
+    tree = trees[0]
+    copy = Tree(tree.tree_id, tree.prompt, tree.prompt_text, 0, seed=99)
+    copy.restore(json.loads(json.dumps(tree.state())))
+    assert copy.rows(1) == tree.rows(1) and copy.rng.random() == tree.rng.random()
+    with pytest.raises(ValueError, match="state of tree"):
+        Tree("other", tree.prompt, tree.prompt_text, 0, seed=0).restore(tree.state())

@@ -307,3 +307,96 @@ def test_loads_with_datasets(tmp_path: Path) -> None:
                                    cache_dir=str(tmp_path / "cache"), split="train")
     assert loaded.column_names == list(StepPair.model_fields)
     assert [StepPair.model_validate(r) for r in loaded] == rows
+
+
+@pytest.mark.parametrize("statement", [
+    "copy nodes_1 to '{root}/prompts/data.parquet' (format parquet)",  # overwrite an artifact
+    "copy (select 1) to '{tmp}/anywhere.csv'",
+    "select * from read_text('{tmp}/secret.txt')",
+    "select * from read_parquet('{root}/prompts/data.parquet')",  # files only through the views
+    "attach '{tmp}/other.db' as other",
+    "install httpfs",
+    "load httpfs",
+    "set enable_external_access = true",
+])
+def test_query_connections_are_read_only(tmp_path: Path, statement: str) -> None:
+    import duckdb
+
+    root = tmp_path / "data"
+    write_artifact(root / "nodes" / "1", _nodes(1, 3), TreeNode, stage="mcts", params={})
+    write_artifact(root / "prompts", ROWS["SeedPrompt"], SeedPrompt, stage="world", params={})
+    (tmp_path / "secret.txt").write_text("secret")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    con = connect(root)
+    with pytest.raises((duckdb.PermissionException, duckdb.InvalidInputException)):
+        con.execute(statement.format(root=root, tmp=tmp_path))
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "secret.txt"]
+    assert con.execute("select count(*) from nodes").fetchone() == (3,)  # the views still work
+
+
+def test_artifacts_get_the_umask_mode_not_0700(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o027)
+    try:
+        write_artifact(tmp_path / "a", ROWS["SeedPrompt"], SeedPrompt, stage="s", params={})
+        stair.store.write_json(tmp_path / "m.json", {"x": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "a" / DATA_FILE).stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_check_replaceable(tmp_path: Path) -> None:
+    from stair.store import check_replaceable
+
+    check_replaceable(tmp_path / "absent", EvalRecord, "stair eval")
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty", EvalRecord, "stair eval")
+    write_artifact(tmp_path / "mine", ROWS["EvalRecord"], EvalRecord, stage="stair eval", params={})
+    check_replaceable(tmp_path / "mine", EvalRecord, "stair eval")  # a re-run replaces its own output
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    write_artifact(tmp_path / "sft", ROWS["SFTExample"], SFTExample, stage="stair eval", params={})
+    write_artifact(tmp_path / "pulled", ROWS["EvalRecord"], EvalRecord, stage="pull", params={})
+    write_artifact(tmp_path / "extra", ROWS["EvalRecord"], EvalRecord, stage="stair eval", params={})
+    (tmp_path / "extra" / "README.md").write_text("mine")
+    (tmp_path / "file").write_text("x")
+    for name, problem in [("notes", "is not empty and is not an artifact folder"), ("sft", "another kind"),
+                          ("pulled", "another kind"), ("extra", "other files"), ("file", "is a file")]:
+        with pytest.raises(ArtifactError, match=f"{name}: .*{problem}.*pass --force"):
+            check_replaceable(tmp_path / name, EvalRecord, "stair eval")
+        check_replaceable(tmp_path / name, EvalRecord, "stair eval", force=True)
+
+    protected = [tmp_path / "data" / "sft"]
+    for target in ("data/sft", "data", "data/sft/inner"):
+        with pytest.raises(ArtifactError, match="refusing to write over the pipeline output"):
+            check_replaceable(tmp_path / target, EvalRecord, "stair eval", force=True, protected=protected)
+    check_replaceable(tmp_path / "data" / "eval_mine", EvalRecord, "stair eval", protected=protected)
+
+
+def test_pipeline_outputs_come_from_dvc_files(tmp_path: Path) -> None:
+    from stair.store import pipeline_outputs
+
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  a:\n    cmd: x\n    outs: [data/a, {models/b: {cache: false}}]\n    metrics: [{m.json: {cache: false}}]\n"
+        "  b:\n    foreach: ${loop}\n    do:\n      cmd: y\n      outs:\n        - data/nodes/${key}\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  b@1:\n    cmd: y\n    outs:\n    - path: data/nodes/1\n"
+                                       "      md5: abc\n")
+    assert pipeline_outputs(tmp_path) == sorted((tmp_path / p).resolve() for p in
+                                                ["data/a", "models/b", "m.json", "data/nodes/1"])
+
+
+def test_a_trainers_scratch_folder_is_removed_even_when_the_run_fails(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from stair.training.common import scratch_dir; print(scratch_dir(), flush=True); raise RuntimeError('x')"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "RuntimeError" in done.stderr
+    assert Path(done.stdout.strip()).parent == tmp_path and list(tmp_path.iterdir()) == []

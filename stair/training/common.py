@@ -1,5 +1,6 @@
 """What every trainer here shares: device-safe TrainingArguments, LoRA, and saving a model atomically."""
 
+import atexit
 import logging
 import os
 import shutil
@@ -109,8 +110,13 @@ def save_model(model, tokenizer, out_dir: Path) -> None:
 
 
 def scratch_dir() -> str:
-    """A temporary output_dir for a trainer (nothing is checkpointed there; `save_trained` removes it)."""
-    return tempfile.mkdtemp(prefix="stair-trainer-")
+    """A temporary output_dir for a trainer (nothing is checkpointed there; `save_trained` removes it).
+
+    It is also removed when the process exits, so a failed or interrupted run leaves none behind.
+    """
+    path = tempfile.mkdtemp(prefix="stair-trainer-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def save_trained(trainer, tokenizer, out_dir: Path) -> None:
