@@ -49,7 +49,7 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(["top_p", "gpu_memory_utilization"], SHARE_ABOVE_ZERO),
     **dict.fromkeys([
         "batch_size", "concurrency", "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-        "max_length", "max_record_chars", "iterations", "children", "max_depth", "max_step_tokens",
+        "max_length", "max_record_chars", "iterations", "children", "rollouts", "max_depth", "max_step_tokens",
         "max_response_tokens", "concurrent_trees", "workers", "epochs", "grad_accum", "logging_steps",
         "learning_rate", "alpha", "max_tokens", "max_good_bad_ratio", "max_sft_per_prompt", "runs",
         "beam_expansions", "max_steps", "prm_batch_size", "max_new_tokens", "budgets", "beta", "k1", "k2",

@@ -205,3 +205,15 @@ def test_partial_trees_round_trip_through_json() -> None:
     assert copy.rows(1) == tree.rows(1) and copy.rng.random() == tree.rng.random()
     with pytest.raises(ValueError, match="state of tree"):
         Tree("other", tree.prompt, tree.prompt_text, 0, seed=0).restore(tree.state())
+
+
+def test_more_rollouts_back_up_each_and_ask_for_them_in_one_call() -> None:
+    trees, backend, _ = _search(3, rollouts=3, visit_all=False)
+    rollout_calls = [(prompts, n) for mode, prompts, n in backend.calls if mode == "response"]
+    assert rollout_calls and all(n == 3 for _, n in rollout_calls)
+    for tree in trees:
+        for node in tree.nodes:
+            # A non-terminal node is evaluated by 3 rollouts at once, each one backed up.
+            assert node.terminal or node.evaluations % 3 == 0
+            assert node.visits == node.evaluations + sum(tree.nodes[c].visits for c in node.children)
+        assert tree.nodes[0].evaluations == 3
