@@ -42,18 +42,16 @@ class TinyModelConfig:
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Byte-level BPE trained on `texts`, with format tokens and chat roles as special tokens.
 
-    A run of digits is its own pre-token (never merged with the space or word before it) and every
-    number below 1000 is in the training text, so each such number is one token wherever it stands:
-    copying a number from the question is then copying one token, and a column of the worked
-    arithmetic reads single digits (`7+8+0=15`).
+    Digits are split one by one: worked arithmetic then reads and writes single digits, and every sum
+    is a one-digit fact rather than a lookup over thousands of merged number tokens.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = [PAD, END, USER, ASSISTANT, *FORMAT_TOKENS]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r"[0-9]+"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -62,8 +60,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    numerals = " ".join(str(n) for n in range(1000))
-    tokenizer.train_from_iterator([*texts, numerals], trainer=trainer)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=END,

@@ -157,8 +157,11 @@ def test_math_ground_truth_is_correct_and_taught(world: World) -> None:
         for name, operand in zip(p.category.split("_"), rest, strict=True):
             value = ops[name](value, operand)
         assert 0 <= value <= 200 and p.ground_truth == str(value)
-        response = teacher_response(p)
         assert _answer(p).endswith(f"The answer is {value}.")
+        direct = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)(?=<)", teacher_response(p), flags=re.M)
+        assert len(direct) == len(p.category.split("_"))  # the default: one line per operation
+        assert all(symbols[op](int(x), int(y)) == int(z) for x, op, y, z in direct)
+        response = teacher_response(p, "columns")
         results = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)(?=<|$)", response, flags=re.M)
         assert len(results) == len(p.category.split("_"))
         assert int(results[-1][3]) == value
@@ -219,6 +222,7 @@ def test_world_is_varied_enough(world: World) -> None:
         ({"heldout_categories": ("nope",)}, "heldout_categories"),
         ({"heldout_categories": CATEGORIES}, "heldout_categories"),
         ({"sft_math": -1}, "sft_math"),
+        ({"math_work": "abacus"}, "math_work"),
     ],
 )
 def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:

@@ -97,11 +97,11 @@ def _math_patterns() -> tuple[tuple[re.Pattern[str], arithmetic.MathTemplate], .
     return tuple((_pattern(text), t) for t in arithmetic.TEMPLATES for text in t.phrasings)
 
 
-def _math_response(text: str) -> str:
+def _math_response(text: str, work: str) -> str:
     for pattern, template in _math_patterns():
         if match := pattern.fullmatch(text):
             numbers = {k: int(v) for k, v in match.groupdict().items() if k not in ("name", "obj")}
-            return arithmetic.solution(template, numbers)
+            return arithmetic.solution(template, numbers, work)
     raise ValueError(f"not a built-in math problem: {text!r}")
 
 
@@ -161,13 +161,14 @@ def _benign_response(text: str, framing: str | None) -> str:
     return render_response(steps, item.answer)
 
 
-def teacher_response(prompt: SeedPrompt) -> str:
+def teacher_response(prompt: SeedPrompt, math_work: str = "direct") -> str:
     """The structured-CoT teacher response to a world prompt; the same prompt always gets the same text.
 
-    Raises ValueError for a prompt the world cannot have generated.
+    `math_work` names how an arithmetic step is written (`arithmetic.WORK`). Raises ValueError for a
+    prompt the world cannot have generated.
     """
     if prompt.group == "math":
-        return _math_response(prompt.text)
+        return _math_response(prompt.text, math_work)
     if prompt.group == "harmful":
         return _harmful_response(prompt.text)
     if prompt.group == "jailbreak":
@@ -210,10 +211,13 @@ class WorldConfig:
     # but no framed harmful ones (as in the paper, no jailbreaks in SFT), so "framing -> comply" is a
     # shortcut the SFT model can learn; SI-MCTS + DPO has to unlearn it on jailbreaks.
     benign_framed_share: float = 0.5
+    math_work: str = "direct"  # how the teacher writes an arithmetic step: direct | columns
     heldout_framings: tuple[str, ...] = ("grandma", "opposite_day")
     heldout_categories: tuple[str, ...] = ("privacy",)
 
     def __post_init__(self) -> None:
+        if self.math_work not in arithmetic.WORK:
+            raise ValueError(f"math_work must be one of {', '.join(arithmetic.WORK)}, got {self.math_work!r}")
         if not 0.0 <= self.benign_framed_share <= 1.0:
             raise ValueError(f"benign_framed_share must be in [0, 1], got {self.benign_framed_share}")
         for field in _COUNT_FIELDS:
@@ -374,7 +378,7 @@ def generate_world(config: WorldConfig) -> World:
         for i, row in enumerate(by_split[split].get(group, []))
     ]
     sft = [
-        SFTExample(id=p.id, prompt_id=p.id, prompt=p.text, response=teacher_response(p), kind=p.kind,
+        SFTExample(id=p.id, prompt_id=p.id, prompt=p.text, response=teacher_response(p, config.math_work), kind=p.kind,
                    source=SOURCE)
         for p in prompts
         if p.split == "sft"

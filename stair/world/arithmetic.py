@@ -2,13 +2,14 @@
 
 A problem applies two or three operations, left to right, to a starting number; every value on
 the way stays in 1..99. The teacher's solution plans the operations in one step ("Start with 23.
-Add 17. Subtract 5."), then works each one in its own step by columns, ones first, with the carry
-or borrow written out, so every token the model has to produce follows from a few tokens before
-it: a one-digit sum, product or difference, never a two-digit lookup. Each operation has several
-phrasings; a template names the operations, and some phrasings are kept for the held-out split.
+Add 17. Subtract 5."), then works each one in its own step: directly ("23+17=40") or by columns,
+ones first, with the carry or borrow written out, so that every token the model has to produce
+follows from a few tokens before it (a one-digit sum, product or difference). A template names the
+operations and has several phrasings; the last of three or more is kept for the held-out split.
 """
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stair.format import render_response
@@ -124,7 +125,7 @@ TEMPLATES: tuple[MathTemplate, ...] = (
     ), (2, 12)),
 )
 del _T
-# The last phrasing of every template with three or more is seen only in the held-out split.
+# The last phrasing of every template with three or more is never used by a training split.
 HELDOUT_PHRASING = -1
 
 
@@ -195,13 +196,24 @@ def column_work(x: int, op: str, y: int) -> str:
     return "\n".join(lines)
 
 
-def solution(template: MathTemplate, numbers: dict[str, int]) -> str:
-    """The teacher's structured response: plan, one column-worked step per operation, the answer."""
+def direct_work(x: int, op: str, y: int) -> str:
+    """x op y in one line."""
+    return f"{x}{op}{y}={_apply(x, op, y)}"
+
+
+# How an operation's step is written: `direct` is short (cheap to train and decode, but each result is
+# recalled whole); `columns` makes every token a one-digit fact, which a from-scratch tiny model learns
+# only with several times the default's SFT budget.
+WORK: dict[str, Callable[[int, str, int], str]] = {"direct": direct_work, "columns": column_work}
+
+
+def solution(template: MathTemplate, numbers: dict[str, int], work: str = "direct") -> str:
+    """The teacher's structured response: the plan, one step per operation written by `work`, the answer."""
     plan = [f"Start with {numbers['a']}."] + [f"{_VERB[op]} {numbers[slot]}." for op, slot in template.ops]
     steps = [("Problem Analysis", " ".join(plan))]
     value = numbers["a"]
     for op, slot in template.ops:
-        steps.append((_TITLE[op], column_work(value, op, numbers[slot])))
+        steps.append((_TITLE[op], WORK[work](value, op, numbers[slot])))
         value = _apply(value, op, numbers[slot])
     return render_response(steps, f"The answer is {value}.")
 
@@ -211,18 +223,17 @@ class MathProblem:
     text: str
     answer: int
     category: str
-    response: str
     key: tuple  # (category, numbers): one problem, whatever its wording
 
 
 def draw_problem(rng: random.Random, template: MathTemplate, heldout: bool) -> MathProblem | None:
-    """One problem of `template` in a phrasing of the split (held-out phrasings only when `heldout`)."""
+    """One problem of `template`; training splits never use a held-out phrasing, the held-out split uses all."""
     numbers = sample_numbers(rng, template)
     if numbers is None:
         return None
     phrasings = template.phrasings
-    if len(phrasings) >= 3:
-        phrasings = phrasings[HELDOUT_PHRASING:] if heldout else phrasings[:HELDOUT_PHRASING]
+    if len(phrasings) >= 3 and not heldout:
+        phrasings = phrasings[:HELDOUT_PHRASING]
     text = rng.choice(phrasings).format(name=rng.choice(NAMES), obj=rng.choice(OBJECTS), **numbers)
     return MathProblem(text=text, answer=answer(template, numbers), category=template.category,
-                       response=solution(template, numbers), key=(template.category, tuple(numbers.values())))
+                       key=(template.category, tuple(numbers.values())))
