@@ -13,6 +13,7 @@ from stair.pairs import (
     pair_counts,
     step_pairs_reference,
     thresholds,
+    visits_share,
 )
 from stair.reward import RewardParams
 
@@ -140,9 +141,12 @@ def test_counts() -> None:
     pair = StepPair(prompt_id="p", prompt="r", prefix=[], chosen="a", rejected="b", chosen_value=3,
                     rejected_value=-3, chosen_visits=1, rejected_visits=1, chosen_terminal=True,
                     rejected_terminal=False, depth=1, iteration=1, kind="safety")
-    counts = pair_counts([pair, pair.model_copy(update={"depth": 2, "prompt_id": "q"})])
+    counts = pair_counts([pair, pair.model_copy(update={"depth": 2, "prompt_id": "q", "rejected_visits": 2,
+                                                        "chosen_visits": 5})])
+    # The second pair's values rest on 5 and 2 visits, the first's on 1 and 1.
     assert counts == {"pairs": 2, "by_kind": {"safety": 2}, "by_depth": {"1": 1, "2": 1}, "chosen_terminal": 2,
-                      "rejected_terminal": 0, "prompts": 2}
+                      "rejected_terminal": 0, "prompts": 2, "share_min_visits_2": 0.5}
+    assert visits_share([]) == 0.0 and visits_share([1, 2, 3, 1]) == 0.5
 
 
 def test_bad_mode_is_named() -> None:
