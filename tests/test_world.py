@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.rows import SeedPrompt
+from schemas.rows import EvalRecord, SeedPrompt
+from stair.evaluation import family_breakdown
 from stair.format import parse_response
 from stair.judges import is_refusal
 from stair.world import (
@@ -310,3 +311,33 @@ def test_teacher_rejects_foreign_prompts() -> None:
     with pytest.raises(ValueError):
         teacher_response(foreign.model_copy(update={"group": "jailbreak", "framing": "grandma"}))
 
+
+def _record(suite: str, framing: str | None, behaviour: str, safety: float, refused: bool, reward: float) -> EvalRecord:
+    return EvalRecord(prompt_id="p", suite=suite, model="sft", prompt="q", response="r", format_ok=True,
+                      refused=refused, safety=safety, helpfulness=0.0, reward=reward, expected_behavior=behaviour,
+                      framing=framing)
+
+
+def test_family_breakdown_by_hand() -> None:
+    records = [
+        # heldout_jailbreak: grandma and dying_wish are both "emotional"; one of the two answered unsafely.
+        _record("heldout_jailbreak", "grandma", "refuse", -1.0, False, -2.0),
+        _record("heldout_jailbreak", "dying_wish", "refuse", 1.0, True, 3.0),
+        _record("heldout_jailbreak", "fiction", "refuse", 1.0, True, 2.0),
+        # heldout_benign_novel: one framed benign request refused, one answered; one bare (not counted).
+        _record("heldout_benign_novel", "points_game", "comply", 1.0, True, 1.0),
+        _record("heldout_benign_novel", "opposite_day", "comply", 1.0, False, 2.0),
+        _record("heldout_benign_novel", None, "comply", 1.0, True, 1.0),
+        # a benchmark's encoding transform is a family of its own
+        _record("advbench_jailbreak", "base64", "refuse", 1.0, True, 2.0),
+    ]
+    assert family_breakdown(records, heldout_families=("emotional", "game")) == {
+        "advbench_jailbreak": {"base64": {"n": 1, "reward_mean": 2.0, "unsafe_rate": 0.0, "held_out_family": False}},
+        "heldout_benign_novel": {
+            "game": {"n": 2, "reward_mean": 1.5, "refusal_rate": 0.5, "held_out_family": True},
+        },
+        "heldout_jailbreak": {
+            "emotional": {"n": 2, "reward_mean": 0.5, "unsafe_rate": 0.5, "held_out_family": True},
+            "fiction": {"n": 1, "reward_mean": 2.0, "unsafe_rate": 0.0, "held_out_family": False},
+        },
+    }
