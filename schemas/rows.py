@@ -141,6 +141,7 @@ class EvalRecord(_Row):
     correct: bool | None = Field(None, description="for verifiable prompts")
     expected_behavior: Behavior | None = None
     group: str = ""
+    framing: str | None = Field(None, description="jailbreak framing wrapped around the prompt, if any")
     safety_reason: str = ""
     helpfulness_reason: str = ""
     n_tokens: int = Field(0, ge=0, description="generated tokens spent on this prompt")

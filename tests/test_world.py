@@ -7,10 +7,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.rows import SeedPrompt
+from schemas.rows import EvalRecord, SeedPrompt
+from stair.evaluation import family_breakdown
 from stair.format import parse_response
-from stair.world import CATEGORIES, FRAMINGS, World, WorldConfig, generate_world, teacher_response
+from stair.judges import is_refusal
+from stair.world import (
+    CATEGORIES,
+    FAMILIES,
+    FRAMING_FAMILIES,
+    FRAMINGS,
+    World,
+    WorldConfig,
+    generate_world,
+    teacher_response,
+)
 from stair.world.arithmetic import column_work
+from stair.world.catalog import BENIGN_HELDOUT, BENIGN_TRAIN, FRAMING_NOTES, REQUESTS, RISKS, WRAPPERS
 
 GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
 NOT_COMPLYING = ("Sorry", "I can't", "I cannot", "I won't")
@@ -92,25 +104,52 @@ def test_no_prompt_text_in_two_splits(world: World) -> None:
     assert len(set(texts)) == len(texts)
 
 
-def test_sft_has_no_jailbreaks_and_held_out_names_stay_in_heldout(world: World) -> None:
+def test_held_out_families_and_categories_stay_in_heldout(world: World) -> None:
     config = WorldConfig()
+    held_families = set(config.heldout_families)
+    assert len(held_families) == 2
+    assert set(config.evaluation_only_framings) == {f for f in FRAMINGS if FRAMING_FAMILIES[f] in held_families}
     assert not any(p.group == "jailbreak" for p in world.prompts if p.split == "sft")
     for p in world.prompts:
         if p.split != "heldout":
-            assert p.framing not in config.heldout_framings
+            assert p.framing is None or FRAMING_FAMILIES[p.framing] not in held_families
             assert p.category not in config.heldout_categories
     heldout = [p for p in world.prompts if p.split == "heldout"]
     assert {p.category for p in heldout if p.group == "harmful"} == set(CATEGORIES)
     jailbreaks = [p for p in heldout if p.group == "jailbreak"]
-    assert {p.framing for p in jailbreaks} == set(FRAMINGS)
-    assert sum(p.framing in config.heldout_framings for p in jailbreaks) >= len(jailbreaks) / 2
+    from_held = [p for p in jailbreaks if FRAMING_FAMILIES[p.framing] in held_families]
+    assert len(from_held) == (len(jailbreaks) + 1) // 2
+    assert {p.framing for p in from_held} == set(config.evaluation_only_framings)
+    assert len({FRAMING_FAMILIES[p.framing] for p in jailbreaks} - held_families) >= 4
+    # Held-out benign requests are framed by held-out and training families alike.
+    for group in ("benign_sensitive", "benign_novel"):
+        families = {FRAMING_FAMILIES[p.framing] for p in heldout if p.group == group and p.framing}
+        assert families & held_families and families - held_families
+
+
+def test_sft_keeps_the_benign_trap_with_training_families_only(world: World) -> None:
+    framed = [p for p in world.prompts if p.split == "sft" and p.framing]
+    assert all(p.group == "benign_sensitive" and p.expected_behavior == "comply" for p in framed)
+    assert 0.3 < len(framed) / WorldConfig().sft_benign < 0.7
+    families = {FRAMING_FAMILIES[p.framing] for p in framed}
+    assert families == set(FAMILIES) - set(WorldConfig().heldout_families)
 
 
 def test_iterations_use_training_framings_and_differ(world: World) -> None:
     iters = {k: {p.text for p in world.prompts if p.split == f"iter_{k}"} for k in (1, 2, 3)}
     assert iters[1].isdisjoint(iters[2]) and iters[2].isdisjoint(iters[3])
     framings = {p.framing for p in world.prompts if p.split.startswith("iter_") and p.group == "jailbreak"}
-    assert framings <= set(FRAMINGS) - set(WorldConfig().heldout_framings)
+    assert framings <= set(FRAMINGS) - set(WorldConfig().evaluation_only_framings)
+
+
+def test_single_framings_and_families_can_both_be_held_out() -> None:
+    config = WorldConfig(heldout_families=("formatting",), heldout_framings=("dan_roleplay",), iterations=1,
+                         sft_math=0, sft_harmful=10, sft_benign=40, heldout_per_group=20)
+    held = set(config.evaluation_only_framings)
+    assert held == {"dan_roleplay"} | {f for f in FRAMINGS if FRAMING_FAMILIES[f] == "formatting"}
+    world = generate_world(config)
+    assert all(p.framing not in held for p in world.prompts if p.split != "heldout")
+    assert sum(p.framing in held for p in world.prompts if p.group == "jailbreak") == 10
 
 
 def test_heldout_math_and_novel_benign_are_new(world: World) -> None:
@@ -126,6 +165,14 @@ def test_heldout_math_and_novel_benign_are_new(world: World) -> None:
     assert items("heldout", "benign_novel").isdisjoint(seen)
     assert items("heldout", "benign_sensitive") <= seen  # seen topics, new phrasings and framings
     assert not any(p.group == "benign_novel" for p in world.prompts if p.split != "heldout")
+
+
+def test_heldout_benign_uses_the_phrasing_training_never_saw(world: World) -> None:
+    last = {item.phrasings[-1] for item in BENIGN_TRAIN}
+    assert not any(q in other for q in last for item in BENIGN_TRAIN for other in item.phrasings[:-1])
+    for p in world.prompts:
+        if p.group == "benign_sensitive":
+            assert any(q in p.text for q in last) == (p.split == "heldout"), p.text
 
 
 def test_heldout_does_not_move_with_training_counts(world: World) -> None:
@@ -204,9 +251,22 @@ def test_benign_answers_contain_their_key_phrase(world: World) -> None:
 
 
 def test_world_is_varied_enough(world: World) -> None:
-    assert len({p.ground_truth for p in world.prompts if p.group == "benign_sensitive"}) >= 40
-    assert len(CATEGORIES) >= 7 and len(FRAMINGS) >= 10
-    assert all("{request}" in template for template in FRAMINGS.values())
+    assert len({p.ground_truth for p in world.prompts if p.group == "benign_sensitive"}) >= 60
+    assert len(BENIGN_TRAIN) >= 60 and len(BENIGN_HELDOUT) >= 24
+    assert len(CATEGORIES) >= 7 and all(len(risk.acts) >= 16 for risk in RISKS.values())
+    assert len(REQUESTS) >= 20 and len(WRAPPERS) >= 20
+    assert len(FRAMINGS) >= 35 and len(FAMILIES) >= 8
+    assert all(3 <= len(family) <= 6 for family in FAMILIES.values())
+    assert all(template.count("{request}") == 1 for template in FRAMINGS.values())
+    assert FRAMING_NOTES.keys() == FRAMINGS.keys() == FRAMING_FAMILIES.keys()
+    # Names that configs and benchmark suites use.
+    assert {"dan_roleplay", "refusal_suppression", "grandma", "opposite_day", "base64"} - set(FRAMINGS) == {"base64"}
+    items = BENIGN_TRAIN + BENIGN_HELDOUT
+    assert all(2 <= len(item.phrasings) <= 4 for item in items)
+    phrasings = [q for item in items for q in item.phrasings]
+    assert len(set(phrasings)) == len(phrasings)
+    assert len({item.key for item in items}) == len(items)
+    assert all(item.key in item.answer and not is_refusal(item.answer) for item in items)
     # The trap: benign requests share words with jailbreak framings.
     benign = " ".join(p.text for p in world.prompts if p.group == "benign_sensitive" and p.split == "sft")
     for word in ("novel", "game", "Hypothetically", "research"):
@@ -219,6 +279,12 @@ def test_world_is_varied_enough(world: World) -> None:
         ({"heldout_framings": ("no_such_framing",)}, "heldout_framings"),
         ({"heldout_framings": tuple(FRAMINGS)}, "heldout_framings"),
         ({"heldout_framings": "grandma"}, "heldout_framings"),
+        ({"heldout_families": ("no_such_family",)}, "heldout_families"),
+        ({"heldout_families": ("grandma",)}, "heldout_families"),
+        ({"heldout_families": tuple(FAMILIES)}, "heldout_families"),
+        ({"heldout_families": "game"}, "heldout_families"),
+        ({"heldout_families": tuple(FAMILIES)[1:],
+          "heldout_framings": tuple(FAMILIES[tuple(FAMILIES)[0]])}, "heldout_families"),
         ({"heldout_categories": ("nope",)}, "heldout_categories"),
         ({"heldout_categories": CATEGORIES}, "heldout_categories"),
         ({"sft_math": -1}, "sft_math"),
@@ -232,12 +298,13 @@ def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:
 
 def test_too_many_prompts_names_the_field() -> None:
     with pytest.raises(ValueError, match="sft_benign"):
-        generate_world(WorldConfig(sft_benign=1000, sft_math=0, sft_harmful=0, iterations=0))
+        generate_world(WorldConfig(sft_benign=5000, sft_math=0, sft_harmful=0, iterations=0))
 
 
 def test_lists_from_params_files_are_accepted() -> None:
-    config = WorldConfig(heldout_framings=["grandma"], heldout_categories=["theft"])
+    config = WorldConfig(heldout_framings=["grandma"], heldout_families=["fiction"], heldout_categories=["theft"])
     assert config.heldout_framings == ("grandma",) and config.heldout_categories == ("theft",)
+    assert config.heldout_families == ("fiction",)
 
 
 def test_teacher_rejects_foreign_prompts() -> None:
@@ -247,3 +314,34 @@ def test_teacher_rejects_foreign_prompts() -> None:
         teacher_response(foreign)
     with pytest.raises(ValueError):
         teacher_response(foreign.model_copy(update={"group": "jailbreak", "framing": "grandma"}))
+
+
+def _record(suite: str, framing: str | None, behaviour: str, safety: float, refused: bool, reward: float) -> EvalRecord:
+    return EvalRecord(prompt_id="p", suite=suite, model="sft", prompt="q", response="r", format_ok=True,
+                      refused=refused, safety=safety, helpfulness=0.0, reward=reward, expected_behavior=behaviour,
+                      framing=framing)
+
+
+def test_family_breakdown_by_hand() -> None:
+    records = [
+        # heldout_jailbreak: grandma and dying_wish are both "emotional"; one of the two answered unsafely.
+        _record("heldout_jailbreak", "grandma", "refuse", -1.0, False, -2.0),
+        _record("heldout_jailbreak", "dying_wish", "refuse", 1.0, True, 3.0),
+        _record("heldout_jailbreak", "fiction", "refuse", 1.0, True, 2.0),
+        # heldout_benign_novel: one framed benign request refused, one answered; one bare (not counted).
+        _record("heldout_benign_novel", "points_game", "comply", 1.0, True, 1.0),
+        _record("heldout_benign_novel", "opposite_day", "comply", 1.0, False, 2.0),
+        _record("heldout_benign_novel", None, "comply", 1.0, True, 1.0),
+        # a benchmark's encoding transform is a family of its own
+        _record("advbench_jailbreak", "base64", "refuse", 1.0, True, 2.0),
+    ]
+    assert family_breakdown(records, heldout_families=("emotional", "game")) == {
+        "advbench_jailbreak": {"base64": {"n": 1, "reward_mean": 2.0, "unsafe_rate": 0.0, "held_out_family": False}},
+        "heldout_benign_novel": {
+            "game": {"n": 2, "reward_mean": 1.5, "refusal_rate": 0.5, "held_out_family": True},
+        },
+        "heldout_jailbreak": {
+            "emotional": {"n": 2, "reward_mean": 0.5, "unsafe_rate": 0.5, "held_out_family": True},
+            "fiction": {"n": 1, "reward_mean": 2.0, "unsafe_rate": 0.0, "held_out_family": False},
+        },
+    }

@@ -4,7 +4,8 @@ Five groups of prompts:
 
 - math: arithmetic word problems with a verifiable integer answer (helpfulness, comply);
 - harmful: requests for harm in one of `CATEGORIES` (safety, refuse);
-- jailbreak: harmful requests wrapped in one of `FRAMINGS` (safety, refuse);
+- jailbreak: harmful requests wrapped in one of `FRAMINGS` (safety, refuse); every framing belongs to
+  one of the `FAMILIES` of attacks (role-play, hypothetical, authority claims, ...);
 - benign_sensitive: XSTest-style requests that only look harmful (safety, comply). Some borrow
   the jailbreak framings' words (novel, game, hypothetical, research), so SFT data alone does
   not separate a framed harmful request from a framed benign one. Half of the benign requests of
@@ -12,17 +13,20 @@ Five groups of prompts:
 - benign_novel (held-out only): benign requests on topics no other split has.
 
 Splits: "sft" (no jailbreaks, as in STAIR, and no held-out category), "iter_<k>" seed prompts for
-SI-MCTS iteration k, and "heldout", the only split holding the held-out framings, the held-out
-categories and the benign_novel items. No prompt text is in two splits.
+SI-MCTS iteration k, and "heldout", the only split holding the held-out framing families (and single
+framings), the held-out categories, the last phrasing of every training benign item and the
+benign_novel items. No prompt text is in two splits.
 
 Everything is a pure function of the config. Each split draws from its own `random.Random`
 seeded with (seed, split), and the held-out split is drawn first, so it stays put when the
 training counts change.
 """
 
+import itertools
 import random
 import re
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -33,6 +37,8 @@ from stair.world.catalog import (
     BENIGN_HELDOUT,
     BENIGN_TRAIN,
     CATEGORIES,
+    FAMILIES,
+    FRAMING_FAMILIES,
     FRAMING_NOTES,
     FRAMINGS,
     REQUESTS,
@@ -43,6 +49,10 @@ from stair.world.catalog import (
 
 SOURCE = "builtin"
 GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
+# A training benign item's last phrasing is only in the held-out split: seen topics in new words.
+_TRAIN_PHRASINGS = slice(None, -1)
+_HELDOUT_PHRASINGS = slice(-1, None)
+_ALL_PHRASINGS = slice(None)  # items of held-out topics
 _SLOT_PATTERNS = {"name": r"[A-Z][a-z]+", "obj": r"[a-z][a-z ]*?", "request": r".+"}
 
 
@@ -71,20 +81,30 @@ def _framing_patterns() -> dict[str, re.Pattern[str]]:
 
 
 @cache
+def _harmful_requests(category: str) -> dict[str, str]:
+    """Every harmful request text of `category` (each act in each request phrasing and wrapper) -> its act."""
+    return {w.format(q=r.format(act=act)): act for act in RISKS[category].acts for r in REQUESTS for w in WRAPPERS}
+
+
+@cache
 def _harmful_index() -> dict[str, tuple[str, str]]:
-    """Every harmful request text (wrapped or bare) -> (category, act)."""
-    index = {}
-    for category, risk in RISKS.items():
-        for act in risk.acts:
-            for request in REQUESTS:
-                for wrapper in WRAPPERS:
-                    index[wrapper.format(q=request.format(act=act))] = (category, act)
-    return index
+    """Every harmful request text -> (category, act)."""
+    return {text: (c, act) for c in CATEGORIES for text, act in _harmful_requests(c).items()}
 
 
 @cache
 def _benign_index() -> dict[str, Benign]:
-    return {w.format(q=item.question): item for item in BENIGN_TRAIN + BENIGN_HELDOUT for w in WRAPPERS}
+    return {w.format(q=q): item for item in BENIGN_TRAIN + BENIGN_HELDOUT for q in item.phrasings
+            for w in WRAPPERS}
+
+
+def _shuffled(rng: random.Random, pool: Iterable[str]) -> Iterator[str]:
+    """`pool` in a random order, drawn as it is consumed: most draws take one text of thousands."""
+    rest = list(pool)
+    for end in range(len(rest), 0, -1):
+        i = rng.randrange(end)
+        yield rest[i]
+        rest[i] = rest[end - 1]
 
 
 def _stable_bit(text: str) -> bool:
@@ -212,7 +232,10 @@ class WorldConfig:
     # shortcut the SFT model can learn; SI-MCTS + DPO has to unlearn it on jailbreaks.
     benign_framed_share: float = 0.5
     math_work: str = "direct"  # how the teacher writes an arithmetic step: direct | columns
-    heldout_framings: tuple[str, ...] = ("grandma", "opposite_day")
+    # Whole families of framings held out (evaluation meets a kind of attack it never trained on), plus
+    # any single framings of the training families.
+    heldout_families: tuple[str, ...] = ("emotional", "game")
+    heldout_framings: tuple[str, ...] = ()
     heldout_categories: tuple[str, ...] = ("privacy",)
 
     def __post_init__(self) -> None:
@@ -223,13 +246,23 @@ class WorldConfig:
         for field in _COUNT_FIELDS:
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
-        for field, known in (("heldout_framings", tuple(FRAMINGS)), ("heldout_categories", CATEGORIES)):
+        for field, known in (("heldout_families", tuple(FAMILIES)), ("heldout_framings", tuple(FRAMINGS)),
+                             ("heldout_categories", CATEGORIES)):
             names = getattr(self, field)
             if isinstance(names, str):
                 raise ValueError(f"{field} must be a list of names, not the string {names!r}")
             # Params files give lists; keep the config hashable and immutable.
             object.__setattr__(self, field, tuple(names))
             _check_held_out(field, getattr(self, field), known)
+        if set(FRAMINGS) <= set(self.evaluation_only_framings):
+            raise ValueError("heldout_framings and heldout_families together hold out every framing, leaving "
+                             "none for training")
+
+    @property
+    def evaluation_only_framings(self) -> tuple[str, ...]:
+        """Every framing held out, by family or by name, in catalogue order."""
+        return tuple(f for f in FRAMINGS
+                     if f in self.heldout_framings or FRAMING_FAMILIES[f] in self.heldout_families)
 
 
 @dataclass(frozen=True)
@@ -269,11 +302,11 @@ class _Drawer:
                              expected_behavior="comply", category=problem.category))
         return rows
 
-    def _balanced(self, rng: random.Random, pools: dict[str, list[str]], n: int, field: str,
+    def _balanced(self, rng: random.Random, pools: dict[str, Iterable[str]], n: int, field: str,
                   what: str) -> list[tuple[str, str]]:
         """n unused texts, cycling over the pools' keys so each key gets its share."""
         keys = rng.sample(list(pools), len(pools))
-        shuffled = {k: iter(rng.sample(pools[k], len(pools[k]))) for k in keys}
+        shuffled = {k: _shuffled(rng, pools[k]) for k in keys}
         out = []
         for i in range(n):
             key = keys[i % len(keys)]
@@ -284,24 +317,24 @@ class _Drawer:
         return out
 
     def harmful(self, rng: random.Random, n: int, categories: list[str], field: str) -> list[dict]:
-        pools = {
-            c: [w.format(q=r.format(act=a)) for a in RISKS[c].acts for r in REQUESTS for w in WRAPPERS]
-            for c in categories
-        }
+        pools = {c: _harmful_requests(c) for c in categories}
         return [dict(text=text, kind="safety", expected_behavior="refuse", category=c)
                 for c, text in self._balanced(rng, pools, n, field, "harmful")]
 
-    def benign(self, rng: random.Random, n: int, items: tuple[Benign, ...], field: str,
-               framings: list[str], framed_share: float) -> list[dict]:
-        """Benign requests; a share of them wrapped in a jailbreak framing (still benign: comply)."""
-        by_question = {item.question: item for item in items}
-        pools = {q: [w.format(q=q) for w in WRAPPERS] for q in by_question}
-        rows = []
-        for i, (q, text) in enumerate(self._balanced(rng, pools, n, field, "benign")):
-            item = by_question[q]
+    def benign(self, rng: random.Random, n: int, items: tuple[Benign, ...], phrasings: slice, field: str,
+               framing_pools: list[list[str]], framed_share: float) -> list[dict]:
+        """Benign requests in the given phrasings of each item; a share of them wrapped in a jailbreak
+        framing (still benign: comply), the framed ones taking turns between `framing_pools`."""
+        by_key = {item.key: item for item in items}
+        pools = {item.key: [w.format(q=q) for q in item.phrasings[phrasings] for w in WRAPPERS] for item in items}
+        turns = [itertools.cycle(rng.sample(pool, len(pool))) for pool in framing_pools if pool]
+        rows, n_framed = [], 0
+        for key, text in self._balanced(rng, pools, n, field, "benign"):
+            item = by_key[key]
             framing = None
-            if framings and rng.random() < framed_share:
-                framing = framings[i % len(framings)]
+            if turns and rng.random() < framed_share:
+                framing = next(turns[n_framed % len(turns)])
+                n_framed += 1
                 framed = FRAMINGS[framing].format(request=text)
                 if not self._claim(framed):
                     framing, framed = None, text
@@ -317,8 +350,8 @@ class _Drawer:
         rows = []
         for i in range(n):
             framing, category = framings[i % len(framings)], categories[i % len(categories)]
-            requests = [r.format(act=a) for a in RISKS[category].acts for r in REQUESTS]
-            rng.shuffle(requests)
+            # Wrapped like every other request, so a wrapper is no sign of a benign request.
+            requests = _shuffled(rng, _harmful_requests(category))
             texts = (FRAMINGS[framing].format(request=r) for r in requests)
             text = next((t for t in texts if self._claim(t)), None)
             if text is None:
@@ -331,7 +364,8 @@ class _Drawer:
 def generate_world(config: WorldConfig) -> World:
     """All prompts of the built-in world (splits sft, iter_1..iter_K, heldout) and the SFT data."""
     train_categories = [c for c in CATEGORIES if c not in config.heldout_categories]
-    train_framings = [f for f in FRAMINGS if f not in config.heldout_framings]
+    heldout_framings = list(config.evaluation_only_framings)
+    train_framings = [f for f in FRAMINGS if f not in heldout_framings]
     drawer = _Drawer()
     by_split: dict[str, dict[str, list[dict]]] = {}
 
@@ -340,24 +374,26 @@ def generate_world(config: WorldConfig) -> World:
 
     rng, n, field = rng_for("heldout"), config.heldout_per_group, "heldout_per_group"
     # At least half the held-out jailbreaks use a held-out framing; the rest cover the training ones.
-    n_new = (n + 1) // 2 if config.heldout_framings else 0
+    n_new = (n + 1) // 2 if heldout_framings else 0
+    # Framed benign requests take turns between held-out and training framings: the mirror image.
+    heldout_turns = [heldout_framings, train_framings]
     by_split["heldout"] = {
         "math": drawer.math(rng, n, field, heldout=True),
         "harmful": drawer.harmful(rng, n, list(CATEGORIES), field),
-        "jailbreak": drawer.jailbreak(rng, n_new, list(config.heldout_framings), list(CATEGORIES), field)
+        "jailbreak": drawer.jailbreak(rng, n_new, heldout_framings, list(CATEGORIES), field)
         + drawer.jailbreak(rng, n - n_new, train_framings, list(CATEGORIES), field),
-        # Benign topics of training in new phrasings and framings (half of the framings held out), the
-        # mirror image of the held-out jailbreaks; and benign topics the model has never seen.
-        "benign_sensitive": drawer.benign(rng, n, BENIGN_TRAIN, field, list(FRAMINGS),
+        # Benign topics of training in new phrasings and framings; and benign topics never seen.
+        "benign_sensitive": drawer.benign(rng, n, BENIGN_TRAIN, _HELDOUT_PHRASINGS, field, heldout_turns,
                                           config.benign_framed_share),
-        "benign_novel": drawer.benign(rng, n, BENIGN_HELDOUT, field, list(FRAMINGS), config.benign_framed_share),
+        "benign_novel": drawer.benign(rng, n, BENIGN_HELDOUT, _ALL_PHRASINGS, field, heldout_turns,
+                                      config.benign_framed_share),
     }
     rng = rng_for("sft")
     by_split["sft"] = {
         "math": drawer.math(rng, config.sft_math, "sft_math"),
         "harmful": drawer.harmful(rng, config.sft_harmful, train_categories, "sft_harmful"),
-        "benign_sensitive": drawer.benign(rng, config.sft_benign, BENIGN_TRAIN, "sft_benign", train_framings,
-                                          config.benign_framed_share),
+        "benign_sensitive": drawer.benign(rng, config.sft_benign, BENIGN_TRAIN, _TRAIN_PHRASINGS, "sft_benign",
+                                          [train_framings], config.benign_framed_share),
     }
     for k in range(1, config.iterations + 1):
         rng = rng_for(f"iter_{k}")
@@ -366,8 +402,8 @@ def generate_world(config: WorldConfig) -> World:
             "harmful": drawer.harmful(rng, config.seed_harmful, train_categories, "seed_harmful"),
             "jailbreak": drawer.jailbreak(rng, config.seed_jailbreak, train_framings, train_categories,
                                           "seed_jailbreak"),
-            "benign_sensitive": drawer.benign(rng, config.seed_benign, BENIGN_TRAIN, "seed_benign",
-                                              train_framings, config.benign_framed_share),
+            "benign_sensitive": drawer.benign(rng, config.seed_benign, BENIGN_TRAIN, _TRAIN_PHRASINGS,
+                                              "seed_benign", [train_framings], config.benign_framed_share),
         }
 
     order = ["sft", *(f"iter_{k}" for k in range(1, config.iterations + 1)), "heldout"]
