@@ -3,8 +3,9 @@
     dvc repro mcts@1      # or: python -m stages.mcts --it 1 --policy models/sft
 
 Builds one tree per seed prompt of split iter_<it> with the policy model; writes data/nodes/<it>
-(TreeNode rows), metrics/mcts/<it>.json and timings/mcts/<it>.json (wall-clock speed). Finished trees are checkpointed under checkpoints/, so a
-killed run resumes where it stopped. With mcts.workers > 1 the prompts are sharded over Ray actors.
+(TreeNode rows), metrics/mcts/<it>.json and timings/mcts/<it>.json (wall-clock speed). Finished trees
+are checkpointed under checkpoints/, so a killed run resumes where it stopped. With mcts.workers > 1
+the prompts are sharded over Ray actors.
 """
 
 import argparse
