@@ -36,7 +36,7 @@ def gpu_overrides(on_gpu: bool) -> dict:
 
 def copy_repo(workdir: Path) -> None:
     """The repo's files without its outputs; all files where there is no git checkout (a copied tree)."""
-    outputs = ("data/", "models/", "metrics/", "plots/")
+    outputs = ("data/", "models/", "metrics/", "plots/", "timings/")
     try:
         files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
     except FileNotFoundError:
@@ -45,7 +45,7 @@ def copy_repo(workdir: Path) -> None:
         files = [p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
                  if p.is_file() and not p.relative_to(REPO).parts[0].startswith(".")]
     for name in files:
-        if (REPO / name).is_file() and not name.startswith(outputs):
+        if (REPO / name).is_file() and (not name.startswith(outputs) or name.startswith("data/inputs/")):
             (workdir / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, workdir / name)
 
@@ -66,7 +66,6 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--commands", type=Path, help="stage commands in order (default: from dvc repro --dry)")
     parser.add_argument("--out", type=Path, help="also copy metrics and stage logs here")
-    parser.add_argument("--benchdata", type=Path, help="the public benchmark files (eval.benchdata)")
     args = parser.parse_args()
 
     import torch
@@ -78,7 +77,6 @@ def main() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = merge(params, MICRO) if args.scale == "micro" else params
     params = merge(params, gpu_overrides(on_gpu))
-    params["eval"]["benchdata"] = str(args.benchdata or REPO.parent / "shared" / "benchdata")
     (args.workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     commands = stage_commands(args.commands)
     print(f"{args.scale} pipeline on {device}, {len(commands)} stages, bf16={on_gpu}", flush=True)

@@ -12,11 +12,14 @@ from typing import TypeVar
 import yaml
 
 from stair.config import ParamsError, from_mapping
-from stair.hub import HubUnavailable
+from stair.hub import HubUnavailable, is_hub_ref
 from stair.store import ArtifactError
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
+# Local data files a run reads live here: dvc.yaml lists the folder as a dep of the stages that read
+# them, so editing one re-runs those stages (DVC can't depend on a path that a param may leave empty).
+INPUTS = Path("data/inputs")
 
 log = logging.getLogger("stair")
 
@@ -69,6 +72,19 @@ def loop_items() -> dict:
     if not isinstance(items, dict) or list(items) != [str(k) for k in range(1, len(items) + 1)]:
         raise ParamsError(f'{PARAMS_FILE}: loop must map "1".."K" (quoted) to {{policy, out}}, got {items!r}')
     return items
+
+
+def tracked_input(source: str, key: str, also: Path | None = None) -> None:
+    """Refuse a local file DVC would not see change: it must lie under data/inputs/ (or `also`).
+
+    `source` "" (unused) and Hub ids (`hub:...`, pinned by their revision in params) pass.
+    """
+    if not source or is_hub_ref(source):
+        return
+    path = Path(source).resolve()
+    if not any(path.is_relative_to(folder.resolve()) for folder in (INPUTS, *([also] if also else []))):
+        raise ParamsError(f"{PARAMS_FILE}: {key}: {source} is outside {INPUTS}/, the folder dvc.yaml tracks, so "
+                          f"editing it would not re-run the stage; move the file into {INPUTS}/")
 
 
 def stage_main(func):

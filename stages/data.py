@@ -2,14 +2,16 @@
 
     dvc repro data        # or: python -m stages.data
 
-Writes data/prompts (SeedPrompt rows) and data/sft (SFTExample rows), each with a manifest.
+Writes data/prompts (SeedPrompt rows) and data/sft (SFTExample rows), each with a manifest. Local
+files (`data.sft`, `data.prompts`, `data.heldout`) must lie under data/inputs/, which dvc.yaml tracks,
+so editing one re-runs this stage; a Hub id re-runs it when its revision (a param) changes.
 """
 
 from collections import Counter
 from pathlib import Path
 
 from schemas import SeedPrompt, SFTExample
-from stages.common import load_section, log, loop_items, stage_main
+from stages.common import load_section, log, loop_items, stage_main, tracked_input
 from stair.data import DataParams, build_dataset
 from stair.store import write_artifact, write_json
 
@@ -19,6 +21,9 @@ PROMPTS, SFT, METRICS = Path("data/prompts"), Path("data/sft"), Path("metrics/da
 @stage_main
 def main() -> None:
     params, raw = load_section("data", DataParams)
+    if params.source != "builtin":  # the built-in world reads no file
+        for key in ("sft", "prompts", "heldout"):
+            tracked_input(getattr(params, key), f"data.{key}")
     iterations = len(loop_items())
     prompts, sft, facts = build_dataset(params, iterations)
     stage_params = {**raw, "iterations": iterations}

@@ -4,7 +4,7 @@
 
 Trains the iteration's policy on data/pairs/<it> (or on `dpo.pairs`, e.g. hub:<repo>:pairs_{it}) against
 the reference (the policy itself by default, or the SFT model); writes the new model,
-metrics/dpo/<it>.json and plots/dpo/<it>.json.
+metrics/dpo/<it>.json, plots/dpo/<it>.json and timings/dpo/<it>.json (wall-clock training time).
 """
 
 import argparse
@@ -41,6 +41,7 @@ def main() -> None:
     reference = args.policy if params.reference == "policy" else Path("models/sft")
     result = train_step_dpo(args.policy, reference, pairs, args.out, params)
     write_json(Path(f"plots/dpo/{args.it}.json"), result.pop("history"))
+    write_json(Path(f"timings/dpo/{args.it}.json"), {"runtime_s": result.pop("runtime_s")})
     write_json(Path(f"metrics/dpo/{args.it}.json"), {**result, **({"pairs_source": source} if source else {})})
     log.info("iteration %d: %s", args.it, result)
 

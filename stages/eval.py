@@ -6,7 +6,8 @@ Decodes each suite greedily with sft and dpo_1..K, and with the final model unde
 configuration of the search stage (e.g. dpo_3+beam@2); judges every answer (refusal detection, or the
 StrongREJECT rubric with a judge model; exact answers for GSM8K/MATH-500), and merges in the held-out
 records. Writes data/eval (EvalRecord rows) and metrics/eval.json keyed by model then suite.
-A suite whose file is absent (no ../shared/benchdata) is skipped with a message, not a failure.
+A suite reads its `path`, or by default the copy shipped in stair/benchdata (XSTest, AdvBench, GSM8K),
+else its Hugging Face dataset; a local `path` must lie under data/inputs/, which dvc.yaml tracks.
 """
 
 import functools
@@ -14,7 +15,8 @@ import json
 from pathlib import Path
 
 from schemas import EvalRecord
-from stages.common import load_section, log, loop_items, stage_main
+from stages.common import load_section, log, loop_items, stage_main, tracked_input
+from stair.benchmarks import EMBEDDED
 from stair.evaluation import EvalParams, add_goodness, evaluate_greedy, judge_records, load_suites, summarize
 from stair.generation import BackendParams, Sampling, make_backend
 from stair.judges import JudgeParams, make_judge
@@ -45,9 +47,9 @@ def main() -> None:
     judge_params = JudgeParams(safety=params.safety_judge, helpfulness=judge_params.helpfulness,
                                judge_model=params.judge_model or "self")
     models = {"sft": Path("models/sft"), **{f"dpo_{k}": Path(item["out"]) for k, item in loop_items().items()}}
-    prompts, skipped = load_suites(params)
-    for message in skipped:
-        log.warning(message)
+    prompts, sources = load_suites(params)
+    for name, source in sources.items():
+        tracked_input(source, f"eval.suites.{name}.path", also=EMBEDDED)
 
     @functools.cache
     def load_judge_model(path: str):
@@ -88,7 +90,7 @@ def main() -> None:
         add_goodness(metrics[name], rows, judge_name)
     write_artifact(Path("data/eval"), records, EvalRecord, stage="eval",
                    params={"eval": raw, "backend": raw_backend, "reward": raw_reward},
-                   inputs=inputs, extra={"skipped": skipped})
+                   inputs=inputs, extra={"sources": sources})
     write_json(Path("metrics/eval.json"), metrics)
 
 

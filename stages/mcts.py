@@ -3,9 +3,10 @@
     dvc repro mcts@1      # or: python -m stages.mcts --it 1 --policy models/sft
 
 Builds one tree per seed prompt of split iter_<it> with the policy model; writes data/nodes/<it>
-(TreeNode rows) and metrics/mcts/<it>.json. The search is checkpointed under checkpoints/ (finished
-trees at once, partial ones every 30 s), so a killed run resumes where it stopped and writes the same
-nodes as an uninterrupted one. With mcts.workers > 1 the prompts are sharded over Ray actors.
+(TreeNode rows), metrics/mcts/<it>.json and timings/mcts/<it>.json (wall-clock speed). The search is
+checkpointed under checkpoints/ (finished trees at once, partial ones every 30 s), so a killed run
+resumes where it stopped and writes the same nodes as an uninterrupted one. With mcts.workers > 1 the
+prompts are sharded over Ray actors.
 """
 
 import argparse
@@ -19,7 +20,7 @@ from stages.common import load_section, log, stage_main
 from stair.checkpoint import TreeCheckpoint
 from stair.generation import BackendParams
 from stair.judges import JudgeParams
-from stair.mcts import MCTSParams, tree_metrics
+from stair.mcts import MCTSParams, search_timings, tree_metrics
 from stair.reward import RewardParams
 from stair.scaleout import run_sharded, search_shard
 from stair.store import file_md5, params_hash, read_artifact, write_artifact, write_json
@@ -62,6 +63,7 @@ def main() -> None:
     write_artifact(Path(f"data/nodes/{args.it}"), rows, TreeNode, stage=f"mcts@{args.it}", params=stage_params,
                    inputs=[prompts_path, args.policy])
     write_json(Path(f"metrics/mcts/{args.it}.json"), tree_metrics(rows, stats))
+    write_json(Path(f"timings/mcts/{args.it}.json"), search_timings(stats))
     checkpoint.remove()
     log.info("wrote %d nodes of %d trees", len(rows), len(prompts))
 

@@ -5,7 +5,7 @@
 Trains on the train split of data/prm_labels from the final policy's weights; then, on the
 validation split (trees of prompts it never saw), measures how often it orders sibling steps like
 their MCTS values where they differ by more than the pair margin. Writes models/prm,
-metrics/prm.json and plots/prm_loss.json.
+metrics/prm.json, plots/prm_loss.json and timings/prm.json (wall-clock training time).
 """
 
 from pathlib import Path
@@ -28,6 +28,7 @@ def main() -> None:
     examples = read_artifact(Path("data/prm_labels"), PRMExample)
     result = train_prm(backbone, [e for e in examples if e.split == "train"], OUT, params)
     write_json(Path("plots/prm_loss.json"), result.pop("history"))
+    write_json(Path("timings/prm.json"), {"runtime_s": result.pop("runtime_s")})
     scorer = PRMScorer.from_path(OUT)
     accuracy, n_pairs = sibling_ranking_accuracy(scorer, [e for e in examples if e.split == "validation"],
                                                  pairs.margin)

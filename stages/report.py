@@ -2,7 +2,7 @@
 
     dvc repro report      # or: python -m stages.report
 
-Reads the metrics files the other stages wrote; writes reports/report.md, reports/iterations.png
+Reads the metrics files the other stages wrote (and the SI-MCTS speed from timings/mcts); writes reports/report.md, reports/iterations.png
 (safety and helpfulness over iterations), reports/search.png (reward against tokens per prompt) and
 plots/iterations.json (the same curves for `dvc plots show`).
 """
@@ -26,7 +26,7 @@ def main() -> None:
     iterations = list(loop_items())
     heldout = {name: _load(Path(f"metrics/heldout/{name}.json")) for name in
                ["sft", *(f"dpo_{k}" for k in iterations)]}
-    trees = {k: _load(Path(f"metrics/mcts/{k}.json")) for k in iterations}
+    trees = {k: {**_load(Path(f"metrics/mcts/{k}.json")), **_load(Path(f"timings/mcts/{k}.json"))} for k in iterations}
     pairs = {k: _load(Path(f"metrics/pairs/{k}.json")) for k in iterations}
     search_curve = _load(Path("plots/search.json"))
     text = render_report(raw_sections("base", "reward", "judges", "mcts", "dpo"), _load(Path("metrics/data.json")), trees, pairs, heldout,

@@ -2,7 +2,8 @@
 
     dvc repro sft         # or: python -m stages.sft
 
-Reads data/sft and models/base; writes models/sft, metrics/sft.json and plots/sft_loss.json.
+Reads data/sft and models/base; writes models/sft, metrics/sft.json, plots/sft_loss.json and
+timings/sft.json (wall-clock training time, kept out of the metrics).
 """
 
 from pathlib import Path
@@ -12,7 +13,8 @@ from stages.common import load_section, log, stage_main
 from stair.store import read_artifact, write_json
 from stair.training.sft import SFTParams, train_sft
 
-OUT, METRICS, PLOT = Path("models/sft"), Path("metrics/sft.json"), Path("plots/sft_loss.json")
+OUT, METRICS, PLOT, TIMINGS = (Path("models/sft"), Path("metrics/sft.json"), Path("plots/sft_loss.json"),
+                               Path("timings/sft.json"))
 
 
 @stage_main
@@ -21,6 +23,7 @@ def main() -> None:
     examples = read_artifact(Path("data/sft"), SFTExample)
     result = train_sft(Path("models/base"), examples, OUT, params)
     history = result.pop("history")
+    write_json(TIMINGS, {"runtime_s": result.pop("runtime_s")})
     write_json(METRICS, result)
     write_json(PLOT, history)
     log.info("SFT done: %s", result)

@@ -114,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from schemas import EvalRecord
-    from stair.benchmarks import LOADERS, load_benchmark
+    from stair.benchmarks import LOADERS, SOURCES, default_source, load_benchmark
     from stair.evaluation import add_goodness, evaluate_greedy, summarize
     from stair.judges import JudgeParams, make_judge
     from stair.reward import RewardParams
@@ -124,7 +124,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _check_out(args.out, EvalRecord, "stair eval", args.force)
     loader = args.suite if args.suite in LOADERS and not args.columns else "generic"
     options = {"columns": args.columns, "suite": args.suite} if loader == "generic" else {}
-    prompts = load_benchmark(loader, args.path, limit=args.limit, seed=args.seed, max_record_chars=args.max_chars,
+    if not args.path and loader not in SOURCES:
+        raise ParamsError(f"stair eval: suite {args.suite!r} has no default source; give --path (known: {sorted(SOURCES)})")
+    source = args.path or default_source(loader)
+    prompts = load_benchmark(loader, source, limit=args.limit, seed=args.seed, max_record_chars=args.max_chars,
                              **options)
     prompts = [p.model_copy(update={"split": args.suite}) for p in prompts]
     backend = _load_backend(args.model, args.seed)
@@ -135,8 +138,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     add_goodness(summary, records, "refusal")
     if args.out:
         write_artifact(args.out, records, EvalRecord, stage="stair eval",
-                       params={"suite": args.suite, "path": args.path, "limit": args.limit}, inputs=[Path(args.path)]
-                       if Path(args.path).exists() else [])
+                       params={"suite": args.suite, "path": source, "limit": args.limit},
+                       inputs=[Path(source)] if Path(source).exists() else [])
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -192,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, type=Path)
     evaluate.add_argument("--suite", required=True, help="a known benchmark (xstest, advbench, harmbench, "
                           "strongreject, gsm8k, math500) or any name together with --columns")
-    evaluate.add_argument("--path", required=True, help="a local file or hub:<repo_id>")
+    evaluate.add_argument("--path", default="", help="a local file or hub:<repo_id>[:<config>][@<revision>]; "
+                          "default for a known benchmark: its copy in stair/benchdata, else its Hub dataset")
     evaluate.add_argument("--columns", type=_columns, default=None,
                           help="field=column pairs for a file in another layout (fields: text, kind, "
                           "expected_behavior, ground_truth, category, id)")

@@ -9,7 +9,6 @@ of each suite by jailbreak framing family, apart from the main metrics.
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
 from stair.generation import Backend, Sampling
@@ -132,10 +131,11 @@ def add_goodness(summary: dict[str, dict], records: Sequence[EvalRecord], judge_
 
 @dataclass(frozen=True)
 class SuiteParams:
-    """One benchmark suite: which loader, which file (default: the shared copy), how many rows, attacks."""
+    """One benchmark suite: which loader, which source, how many rows, which attacks."""
 
     loader: str = ""  # default: the suite's own name (xstest, advbench, harmbench, strongreject, gsm8k, ...)
-    path: str = ""  # a file or hub: id; default: <benchdata>/<the suite's usual file>
+    path: str = ""  # a file or hub: id; default: the copy shipped in stair/benchdata, else the Hub dataset
+    split: str = ""  # the Hub split; default: the one that holds the benchmark
     limit: int = 0  # 0: every row
     jailbreaks: tuple[str, ...] = ()  # also evaluate a <suite>_jailbreak suite wrapped in these transforms
 
@@ -145,7 +145,6 @@ class EvalParams:
     """The `eval` section: benchmark suites for every model of the run."""
 
     suites: dict = field(default_factory=dict)  # suite name -> SuiteParams fields
-    benchdata: str = "../shared/benchdata"
     safety_judge: str = "refusal"  # refusal | strongreject (rubric; needs judge_model)
     judge_model: str = ""
     max_new_tokens: int = 384
@@ -166,25 +165,29 @@ class EvalParams:
                 raise ValueError(f"eval.suites.{name}.jailbreaks: {unknown} unknown; known: {sorted(TRANSFORMS)}")
 
 
-def load_suites(params: EvalParams) -> tuple[list[SeedPrompt], list[str]]:
-    """Prompts of every configured suite (split = suite name), and a message per suite that was skipped."""
-    from stair.benchmarks import DEFAULT_FILES, load_benchmark
-    from stair.config import from_mapping
+def load_suites(params: EvalParams) -> tuple[list[SeedPrompt], dict[str, str]]:
+    """Prompts of every configured suite (split = suite name), and the source each suite was read from.
+
+    A suite with no `path` reads its benchmark's default source (`stair.benchmarks.default_source`);
+    a source that can't be read fails with a message naming it, never silently skips the suite.
+    """
+    from stair.benchmarks import default_source, load_benchmark
+    from stair.config import ParamsError, from_mapping
     from stair.jailbreaks import jailbreak
 
-    prompts, skipped = [], []
+    prompts, sources = [], {}
     for name, raw in sorted(params.suites.items()):
         suite = from_mapping(SuiteParams, raw, f"eval.suites.{name}")
         loader = suite.loader or name
-        path = suite.path or (str(Path(params.benchdata) / DEFAULT_FILES[loader]) if loader in DEFAULT_FILES else "")
-        if not path or (not path.startswith("hub:") and not Path(path).exists()):
-            skipped.append(f"suite {name}: no file at {path or '(no path given)'}; skipped")
-            continue
-        rows = load_benchmark(loader, path, limit=suite.limit or None, seed=params.seed)
+        try:
+            sources[name] = suite.path or default_source(loader)
+        except ValueError as err:
+            raise ParamsError(f"eval.suites.{name}.path: {err}") from None
+        rows = load_benchmark(loader, sources[name], limit=suite.limit or None, seed=params.seed, split=suite.split)
         rows = [p.model_copy(update={"split": name, "group": name}) for p in rows]
         prompts.extend(rows)
         if suite.jailbreaks:
             wrapped = jailbreak(rows, suite.jailbreaks)
             prompts.extend(p.model_copy(update={"split": f"{name}_jailbreak", "group": f"{name}_jailbreak"})
                            for p in wrapped)
-    return prompts, skipped
+    return prompts, sources

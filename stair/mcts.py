@@ -301,7 +301,7 @@ def make_trees(prompts: Sequence[SeedPrompt], prompt_texts: Sequence[str], promp
 
 
 def tree_metrics(rows: Sequence[TreeNode], stats: SearchStats) -> dict:
-    """Per-iteration search metrics for DVC: size, shape, root values, and speed of this run."""
+    """Per-iteration search metrics for DVC: size, shape and root values of the trees (no wall-clock time)."""
     roots = [r for r in rows if r.parent_id is None]
     nodes = [r for r in rows if r.parent_id is not None]
     metrics = {
@@ -310,11 +310,16 @@ def tree_metrics(rows: Sequence[TreeNode], stats: SearchStats) -> dict:
         "terminal_share": round(sum(r.terminal for r in nodes) / max(len(nodes), 1), 4),
         "mean_root_value": round(sum(r.value for r in roots) / max(len(roots), 1), 4),
         "max_depth": max((r.depth for r in rows), default=0),
-        "search_seconds": round(stats.seconds, 1),
         "generate_calls": stats.generate_calls,
         "judge_calls": stats.judge_calls,
     }
-    if stats.seconds > 0:
-        metrics["nodes_per_s"] = round(stats.nodes / stats.seconds, 2)
-        metrics["generated_tokens_per_s"] = round(stats.generated_tokens / stats.seconds, 1)
     return metrics
+
+
+def search_timings(stats: SearchStats) -> dict:
+    """How fast this run searched: wall-clock numbers, kept apart from the metrics, which change only with results."""
+    timings = {"search_seconds": round(stats.seconds, 1)}
+    if stats.seconds > 0:
+        timings["nodes_per_s"] = round(stats.nodes / stats.seconds, 2)
+        timings["generated_tokens_per_s"] = round(stats.generated_tokens / stats.seconds, 1)
+    return timings

@@ -118,3 +118,17 @@ def test_loop_keys_are_quoted_iterations() -> None:
     for key, item in PARAMS["loop"].items():
         assert item["out"] == f"models/dpo/{key}"  # prm and search depend on the folder models/dpo
         assert item["policy"] == ("models/sft" if key == "1" else f"models/dpo/{int(key) - 1}")
+
+
+def test_timings_are_plain_uncached_outs_and_publish_keeps_no_cached_copy() -> None:
+    """Wall-clock numbers stay out of `dvc metrics`; the published folder is not a second cached dataset copy."""
+    timings = {}
+    for name, stage in DVC["stages"].items():
+        body = stage.get("do", stage)
+        assert not any(str(next(iter(m))).startswith("timings/") for m in body.get("metrics", [])), name
+        for out in body.get("outs", []):
+            if isinstance(out, dict) and next(iter(out)).startswith("timings/"):
+                timings[name] = out
+    assert set(timings) == {"sft", "mcts", "dpo", "prm"}
+    assert all(next(iter(out.values())) == {"cache": False} for out in timings.values())
+    assert DVC["stages"]["publish"]["outs"] == [{"hub": {"cache": False}}]

@@ -9,7 +9,18 @@ import pytest
 from schemas import SeedPrompt
 from stair.format import render_output, render_step
 from stair.judges import JudgeParams, make_judge
-from stair.mcts import SIMCTS, MCTSParams, Node, Tree, make_trees, pucb, tree_metrics, ucb
+from stair.mcts import (
+    SIMCTS,
+    MCTSParams,
+    Node,
+    SearchStats,
+    Tree,
+    make_trees,
+    pucb,
+    search_timings,
+    tree_metrics,
+    ucb,
+)
 from stair.modeling import chat_prompt
 from stair.reward import RewardParams, reward_range
 from tests.fakes import ScriptedBackend
@@ -133,6 +144,10 @@ def test_metrics_count_trees_and_nodes() -> None:
     metrics = tree_metrics(rows, search.stats)
     assert metrics["trees"] == 3 and metrics["nodes"] == len(rows) - 3
     assert 0 < metrics["terminal_share"] <= 1
+    # Wall-clock numbers go to the timings file: the metrics change only when the trees do.
+    assert not {"search_seconds", "nodes_per_s", "generated_tokens_per_s"} & set(metrics)
+    assert search_timings(SearchStats(nodes=30, generated_tokens=600, seconds=2.0)) == {
+        "search_seconds": 2.0, "nodes_per_s": 15.0, "generated_tokens_per_s": 300.0}
 
 
 @pytest.mark.parametrize("field, value", [("score", "best"), ("children", 0), ("iterations", 0)])

@@ -37,8 +37,7 @@ MICRO = {
     "prm": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
     "search": {"budgets": [2], "per_suite": 2, "max_steps": 3, "max_step_tokens": 40, "max_response_tokens": 120},
     "eval": {"suites": {"xstest": {"limit": 4}, "advbench": {"limit": 2, "jailbreaks": ["base64"]},
-                        "gsm8k": {"limit": 2}}, "max_new_tokens": 120,
-             "benchdata": str(REPO.parent / "shared" / "benchdata")},
+                        "gsm8k": {"limit": 2}}, "max_new_tokens": 120},
 }
 
 
@@ -74,7 +73,8 @@ def project(tmp_path_factory) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for name in files:
-        if name == "dvc.lock" or name.startswith(("metrics/", "plots/", "data/", "models/")):
+        generated = name.startswith(("metrics/", "plots/", "timings/", "data/", "models/"))
+        if name == "dvc.lock" or (generated and not name.startswith("data/inputs/")):
             continue
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -231,9 +231,10 @@ def test_eval_and_report(project: Path) -> None:
     assert searched.startswith("dpo_3+") and "xstest" in metrics[searched]
     suites = set(metrics["dpo_3"])
     assert {"heldout_jailbreak", "heldout_math", "all"} <= suites
-    if (REPO.parent / "shared" / "benchdata").exists():
-        assert {"xstest", "advbench", "advbench_jailbreak", "gsm8k"} <= suites
-        assert "goodness_refusal" in metrics["dpo_3"]["advbench"] and "accuracy" in metrics["dpo_3"]["gsm8k"]
+    # The benchmark copies ship with the project: a clone with nothing beside it evaluates them offline.
+    assert {"xstest", "advbench", "advbench_jailbreak", "gsm8k"} <= suites
+    assert "goodness_refusal" in metrics["dpo_3"]["advbench"] and "accuracy" in metrics["dpo_3"]["gsm8k"]
+    assert not (project.parent / "shared").exists()
     report = (project / "reports/report.md").read_text()
     assert "| dpo_3 |" in report and "Test-time scaling" in report
     assert (project / "reports/iterations.png").stat().st_size > 1000
@@ -259,3 +260,41 @@ def test_dpo_trains_from_published_pairs(project: Path) -> None:
     assert metrics["pairs"] == len(read_artifact(project / f"data/pairs/{it}")) and "pairs_source" in metrics
     assert metrics["steps"] > 0
     assert (project / "models/dpo_from_hub/model.safetensors").exists()
+
+
+
+
+def test_changing_a_module_reruns_exactly_the_stages_that_import_it(project: Path) -> None:
+    from stair.deps import code_deps, entry_module
+
+    module = project / "stair/pairs.py"
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout)
+    finally:
+        module.write_text(original)
+    # Earlier tests rewrite some outputs by hand (changed outs); only changed deps matter here.
+    rerun = {stage for stage, entries in status.items() for entry in entries
+             if isinstance(entry, dict) and "stair/pairs.py" in entry.get("changed deps", {})}
+    loop = yaml.safe_load((project / "params.yaml").read_text())["loop"]
+    importers = set()  # from the source: the stages whose entry point can import stair.pairs
+    for name, stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].items():
+        if "stair/pairs.py" in code_deps(project, entry_module(name, stage.get("do", stage))):
+            importers |= {f"{name}@{k}" for k in loop} if "foreach" in stage else {name}
+    assert {"pairs@1", "prm_labels", "prm", "search", "eval"} <= importers and "sft" not in importers
+    assert rerun == importers
+
+
+def test_rerunning_with_the_same_params_changes_no_metric(project: Path) -> None:
+    """Wall-clock numbers live in timings/ (plain outs), so `dvc metrics diff` moves only with results."""
+    assert "runtime_s" in (project / "timings/sft.json").read_text()
+    assert "runtime_s" not in (project / "metrics/sft.json").read_text()
+    assert "nodes_per_s" in (project / "timings/mcts/1.json").read_text()
+    assert "nodes_per_s" not in (project / "metrics/mcts/1.json").read_text()
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the micro run"], project)
+    rerun = run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "sft", "mcts@1"], project).stdout
+    assert "Running stage 'sft'" in rerun and "Running stage 'mcts@1'" in rerun
+    diff = run([sys.executable, "-m", "dvc", "metrics", "diff", "--json"], project).stdout.strip()
+    assert json.loads(diff or "{}") == {}
