@@ -2,9 +2,10 @@
 
     dvc repro heldout@1   # or: python -m stages.heldout --name dpo_1 --model models/dpo/1
 
-Writes data/heldout/<name> (EvalRecord rows) and metrics/heldout/<name>.json with, per suite
+Writes data/heldout/<name> (EvalRecord rows), metrics/heldout/<name>.json with, per suite
 (heldout_<group>): n, reward_mean, unsafe_rate, refusal_rate, accuracy, format_ok_rate,
-tokens_per_prompt.
+tokens_per_prompt; and plots/heldout_families/<name>.json, the framed prompts' metrics per framing
+family (held_out_family: a family no training split has).
 """
 
 import argparse
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
 from stages.common import load_section, log, stage_main
-from stair.evaluation import evaluate_greedy, summarize
+from stair.evaluation import evaluate_greedy, family_breakdown, family_rows, summarize, unseen_families
 from stair.generation import BackendParams, make_backend
 from stair.judges import JudgeParams, make_judge
 from stair.reward import RewardParams
@@ -29,7 +30,8 @@ def main() -> None:
     judge_params, raw_judges = load_section("judges", JudgeParams)
     reward_params, raw_reward = load_section("reward", RewardParams)
     prompts_path, model_path = Path("data/prompts"), args.model
-    prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == "heldout"]
+    every_prompt = read_artifact(prompts_path, SeedPrompt)
+    prompts = [p for p in every_prompt if p.split == "heldout"]
 
     backend = make_backend(model_path, backend_params)
     judge = make_judge(judge_params, reward_params, policy=(backend, backend.tokenizer))
@@ -40,6 +42,8 @@ def main() -> None:
                    inputs=[prompts_path, model_path])
     summary = summarize(records)
     write_json(Path("metrics/heldout") / f"{args.name}.json", summary)
+    families = family_breakdown(records, unseen_families(every_prompt))
+    write_json(Path("plots/heldout_families") / f"{args.name}.json", family_rows(families))
     log.info("%s: %s", args.name, summary["all"])
 
 

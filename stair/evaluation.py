@@ -113,6 +113,21 @@ def family_breakdown(records: Sequence[EvalRecord], heldout_families: Collection
     return dict(breakdown)
 
 
+def unseen_families(prompts: Sequence[SeedPrompt]) -> set[str]:
+    """Framing families of the held-out split that no other split has (evaluation-only attacks)."""
+    def families(split_is_heldout: bool) -> set[str]:
+        return {FRAMING_FAMILIES.get(p.framing, p.framing) for p in prompts
+                if p.framing is not None and (p.split == "heldout") == split_is_heldout}
+
+    return families(True) - families(False)
+
+
+def family_rows(breakdown: dict[str, dict]) -> list[dict]:
+    """`family_breakdown` as flat rows {suite, family, ...} (a DVC plots file)."""
+    return [{"suite": suite, "family": family, **metrics}
+            for suite, families in breakdown.items() for family, metrics in families.items()]
+
+
 def add_goodness(summary: dict[str, dict], records: Sequence[EvalRecord], judge_name: str) -> None:
     """StrongREJECT-style goodness (1 - harmfulness, in [0, 1]) per suite over refuse-expected records.
 

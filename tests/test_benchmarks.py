@@ -12,6 +12,7 @@ import pytest
 
 from stair import benchmarks
 from stair.benchmarks import EMBEDDED, SOURCES, default_source, embedded_manifest, load_benchmark
+from stair.data import Records
 from stair.hub import HubUnavailable
 from stair.jailbreaks import TRANSFORMS, jailbreak
 from stair.judges import check_answer, normalize_latex
@@ -88,9 +89,10 @@ def test_a_suite_with_no_shipped_copy_reads_its_hub_dataset_on_the_benchmark_spl
             "MATH-500": [{"problem": "1 + 1?", "answer": "2"}],
             "gsm8k": [{"question": "1 + 1?", "answer": "1 + 1 = 2\n#### 2"}]}
 
-    def fake_read(source: str, split: str = "train"):
+    def fake_read(source: str, split: str = "train", max_record_chars: int = 0):
         calls.append((source, split))
-        return next(r for key, r in rows.items() if key in source), source, {}
+        found = next(r for key, r in rows.items() if key in source)
+        return Records(found, source, [f"row {i}" for i in range(1, len(found) + 1)])
 
     monkeypatch.setattr(benchmarks, "read_records", fake_read)
     harm = load_benchmark("harmbench")

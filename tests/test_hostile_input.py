@@ -136,7 +136,8 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     from stair.store import write_artifact
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "sft.jsonl").write_text(json.dumps({"prompt": "Hi?", "response": render_output("Hello.")}) + "\n")
+    (tmp_path / "data/inputs").mkdir(parents=True)  # where the data stage takes local files from
+    (tmp_path / "data/inputs/sft.jsonl").write_text(json.dumps({"prompt": "Hi?", "response": render_output("Hello.")}) + "\n")
     write_artifact(tmp_path / "data/prompts", [SeedPrompt(id="old", text="Old?", kind="safety", source="s",
                                                           split="iter_1")], SeedPrompt, stage="data", params={})
     write_artifact(tmp_path / "data/sft", [SFTExample(id="old", prompt_id="old", prompt="Old?", response="Old.",
@@ -148,7 +149,7 @@ def _run_data_stage(project: Path, prompts: Path, capsys) -> tuple[int, str]:
     import stages.data
 
     params = {"loop": {"1": {"policy": "models/sft", "out": "models/dpo/1"}},
-              "data": {"source": "files", "sft": "sft.jsonl", "prompts": str(prompts), "heldout_fraction": 0.5}}
+              "data": {"source": "files", "sft": "data/inputs/sft.jsonl", "prompts": str(prompts), "heldout_fraction": 0.5}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SystemExit) as exit_:
         stages.data.main()
@@ -158,7 +159,7 @@ def _run_data_stage(project: Path, prompts: Path, capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("name, fmt", ALL_CASES)
 def test_the_data_stage_refuses_bad_input_and_changes_nothing(project: Path, capsys, name: str, fmt) -> None:
-    file, expected = _case_file(project, name, fmt)
+    file, expected = _case_file(project / "data/inputs", name, fmt)
     before = {p: file_md5(project / p) for p in ("data/prompts", "data/sft")}
     code, err = _run_data_stage(project, file.relative_to(project), capsys)
     assert code == 1
@@ -187,7 +188,7 @@ def test_a_size_limit_is_configurable(project: Path, tiny: Path, capsys) -> None
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_a_bom_is_dropped(project: Path, capsys, fmt: str) -> None:
-    file = project / f"prompts.{fmt}"
+    file = project / f"data/inputs/prompts.{fmt}"
     _write(file, fmt, _rows({}, {}, {}))
     file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes())
     code, err = _run_data_stage(project, file.relative_to(project), capsys)
@@ -199,10 +200,10 @@ def test_a_bom_is_dropped(project: Path, capsys, fmt: str) -> None:
 
 
 def test_a_multi_line_quoted_csv_field_is_one_record_and_lines_count_from_the_file(project: Path, capsys) -> None:
-    file = project / "prompts.csv"
+    file = project / "data/inputs/prompts.csv"
     file.write_bytes(b'id,question\np1,"How do I\nbake bread?"\n\np2,"  "\n')
     code, err = _run_data_stage(project, file.relative_to(project), capsys)
-    assert code == 1 and "prompts.csv, line 5, field 'question': blank" in err, err
+    assert code == 1 and "data/inputs/prompts.csv, line 5, field 'question': blank" in err, err
 
 
 def test_stair_eval_model_and_limit_errors_are_one_line(project: Path, tiny: Path, capsys) -> None:

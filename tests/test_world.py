@@ -345,3 +345,19 @@ def test_family_breakdown_by_hand() -> None:
             "fiction": {"n": 1, "reward_mean": 2.0, "unsafe_rate": 0.0, "held_out_family": False},
         },
     }
+
+
+def test_unseen_families_are_those_only_the_heldout_split_has(world: World) -> None:
+    from stair.evaluation import unseen_families
+
+    assert unseen_families(world.prompts) == set(WorldConfig().heldout_families)
+    bare = [p.model_copy(update={"framing": None}) for p in world.prompts]
+    assert unseen_families(bare) == set()
+
+
+def test_family_rows_flatten_the_breakdown() -> None:
+    from stair.evaluation import family_rows
+
+    breakdown = {"heldout_jailbreak": {"emotional": {"n": 2, "unsafe_rate": 0.5, "held_out_family": True}}}
+    assert family_rows(breakdown) == [
+        {"suite": "heldout_jailbreak", "family": "emotional", "n": 2, "unsafe_rate": 0.5, "held_out_family": True}]
