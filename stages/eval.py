@@ -60,18 +60,18 @@ def main() -> None:
         return backend, backend.tokenizer
 
     # Every model gets a fresh backend seeded alike, so each model's records are one independent unit.
-    def policy(path: Path):
+    def load_policy(path: Path):
         backend = make_backend(path, backend_params, seed=params.seed)
         return backend, make_judge(judge_params, reward, policy=(backend, backend.tokenizer),
                                    model_loader=load_judge_model)
 
     def evaluate(name: str, path: Path) -> list[EvalRecord]:
-        backend, judge = policy(path)
+        backend, judge = load_policy(path)
         return evaluate_greedy(backend, backend.tokenizer, prompts, judge, name, suite_of=lambda p: p.split,
                                sampling=Sampling(0.0, max_new_tokens=params.max_new_tokens))
 
     def search(name: str, method: str, budget: int) -> list[EvalRecord]:
-        backend, judge = policy(list(models.values())[-1])
+        backend, judge = load_policy(list(models.values())[-1])
         scorer = PRMScorer.from_path(Path("models/prm"), batch_size=search_params.prm_batch_size)
         found = run_search(method, backend, scorer, [p.text for p in prompts], budget, search_params)
         return judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge, name,
