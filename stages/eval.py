@@ -8,6 +8,8 @@ StrongREJECT rubric with a judge model; exact answers for GSM8K/MATH-500), and m
 records. Writes data/eval (EvalRecord rows) and metrics/eval.json keyed by model then suite.
 A suite reads its `path`, or by default the copy shipped in stair/benchdata (XSTest, AdvBench, GSM8K),
 else its Hugging Face dataset; a local `path` must lie under data/inputs/, which dvc.yaml tracks.
+Each model's finished suites are checkpointed under checkpoints/eval/, so a killed run resumes after the
+last finished model and writes the same records and metrics as an uninterrupted one.
 """
 
 import functools
@@ -17,6 +19,7 @@ from pathlib import Path
 from schemas import EvalRecord
 from stages.common import load_section, log, loop_items, stage_main, tracked_input
 from stair.benchmarks import EMBEDDED
+from stair.checkpoint import UnitCheckpoint, run_units, stage_fingerprint
 from stair.evaluation import EvalParams, add_goodness, evaluate_greedy, judge_records, load_suites, summarize
 from stair.generation import BackendParams, Sampling, make_backend
 from stair.judges import JudgeParams, make_judge
@@ -40,9 +43,9 @@ def best_search(path: Path) -> tuple[str, int] | None:
 @stage_main
 def main() -> None:
     params, raw = load_section("eval", EvalParams)
-    search_params, _ = load_section("search", SearchParams)
+    search_params, raw_search = load_section("search", SearchParams)
     backend_params, raw_backend = load_section("backend", BackendParams)
-    judge_params, _ = load_section("judges", JudgeParams)
+    judge_params, raw_judges = load_section("judges", JudgeParams)
     reward, raw_reward = load_section("reward", RewardParams)
     judge_params = JudgeParams(safety=params.safety_judge, helpfulness=judge_params.helpfulness,
                                judge_model=params.judge_model or "self")
@@ -56,31 +59,42 @@ def main() -> None:
         backend = make_backend(path, backend_params)
         return backend, backend.tokenizer
 
-    records: list[EvalRecord] = []
-    for name, path in models.items():
+    # Every model gets a fresh backend seeded alike, so each model's records are one independent unit.
+    def load_policy(path: Path):
         backend = make_backend(path, backend_params, seed=params.seed)
-        judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer),
-                           model_loader=load_judge_model)
-        if prompts:
-            records += evaluate_greedy(backend, backend.tokenizer, prompts, judge, name, suite_of=lambda p: p.split,
-                                       sampling=Sampling(0.0, max_new_tokens=params.max_new_tokens))
-        records += read_artifact(Path("data/heldout") / name, EvalRecord)
-        log.info("evaluated %s on %d prompts", name, len(prompts))
+        return backend, make_judge(judge_params, reward, policy=(backend, backend.tokenizer),
+                                   model_loader=load_judge_model)
 
+    def evaluate(name: str, path: Path) -> list[EvalRecord]:
+        backend, judge = load_policy(path)
+        return evaluate_greedy(backend, backend.tokenizer, prompts, judge, name, suite_of=lambda p: p.split,
+                               sampling=Sampling(0.0, max_new_tokens=params.max_new_tokens))
+
+    def search(name: str, method: str, budget: int) -> list[EvalRecord]:
+        backend, judge = load_policy(list(models.values())[-1])
+        scorer = PRMScorer.from_path(Path("models/prm"), batch_size=search_params.prm_batch_size)
+        found = run_search(method, backend, scorer, [p.text for p in prompts], budget, search_params)
+        return judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge, name,
+                             lambda p: p.split, method=method, budget=budget)
+
+    units = {name: functools.partial(evaluate, name, path) for name, path in models.items()} if prompts else {}
     names, inputs = list(models), list(models.values())
     best = best_search(Path("metrics/search.json"))
     if best and prompts:
-        method, budget = best
-        name = f"{list(models)[-1]}+{method}@{budget}"
-        backend = make_backend(list(models.values())[-1], backend_params, seed=params.seed)
-        judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer), model_loader=load_judge_model)
-        scorer = PRMScorer.from_path(Path("models/prm"), batch_size=search_params.prm_batch_size)
-        found = run_search(method, backend, scorer, [p.text for p in prompts], budget, search_params)
-        records += judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge, name,
-                                 lambda p: p.split, method=method, budget=budget)
+        name = f"{names[-1]}+{best[0]}@{best[1]}"
+        units[name] = functools.partial(search, name, *best)
         names.append(name)
         inputs.append(Path("models/prm"))
-        log.info("evaluated %s (the best search configuration) on %d prompts", name, len(prompts))
+    stage_params = {"eval": raw, "search": raw_search, "backend": raw_backend, "judges": raw_judges,
+                    "reward": raw_reward, "best": best}
+    checkpoint = UnitCheckpoint(Path("checkpoints/eval"), stage_fingerprint(stage_params, inputs, prompts), EvalRecord)
+    done = run_units(units, checkpoint)
+    records: list[EvalRecord] = []
+    for name in names:
+        records += done.get(name, [])
+        if name in models:
+            records += read_artifact(Path("data/heldout") / name, EvalRecord)
+        log.info("evaluated %s on %d prompts", name, len(prompts))
 
     metrics = {}
     judge_name = "rubric" if params.safety_judge == "strongreject" else "refusal"
@@ -92,6 +106,7 @@ def main() -> None:
                    params={"eval": raw, "backend": raw_backend, "reward": raw_reward},
                    inputs=inputs, extra={"sources": sources})
     write_json(Path("metrics/eval.json"), metrics)
+    checkpoint.remove()
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@
 
 Runs every method of `search.methods` at every budget of `search.budgets` (greedy once), judges the
 answers as the held-out check does, and writes data/search (EvalRecord rows), metrics/search.json
-keyed "<method>@<budget>" and plots/search.json (reward against tokens per prompt).
+keyed "<method>@<budget>" and plots/search.json (reward against tokens per prompt). Each finished
+method@budget is checkpointed under checkpoints/search/, so a killed run resumes after the last one and
+writes the same records and metrics as an uninterrupted one.
 """
 
+import functools
 from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
 from stages.common import load_section, log, loop_items, stage_main
+from stair.checkpoint import UnitCheckpoint, run_units, stage_fingerprint
 from stair.evaluation import first_per_group, heldout_suite, judge_records, summarize
 from stair.generation import BackendParams, make_backend
 from stair.judges import JudgeParams, make_judge
@@ -35,22 +39,27 @@ def main() -> None:
     judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
     scorer = PRMScorer.from_path(prm_path, batch_size=params.prm_batch_size)
 
+    def search(method: str, budget: int) -> list[EvalRecord]:
+        found = run_search(method, backend, scorer, [p.text for p in prompts], budget, params)
+        return judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge,
+                             policy.name, heldout_suite, method=method, budget=budget)
+
+    grid = [(m, b) for m in params.methods for b in ((1,) if m == "greedy" else params.budgets)]
+    stage_params = {"search": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward}
+    checkpoint = UnitCheckpoint(Path("checkpoints/search"), stage_fingerprint(stage_params, [policy, prm_path], prompts),
+                                EvalRecord)
+    done = run_units({f"{m}@{b}": functools.partial(search, m, b) for m, b in grid}, checkpoint, backend=backend)
     records, metrics, curve = [], {}, []
-    for method in params.methods:
-        for budget in (1,) if method == "greedy" else params.budgets:
-            found = run_search(method, backend, scorer, [p.text for p in prompts], budget, params)
-            rows = judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge,
-                                 policy.name, heldout_suite, method=method, budget=budget)
-            summary = summarize(rows)
-            metrics[f"{method}@{budget}"] = summary
-            curve.append({"method": method, "budget": budget, **summary["all"]})
-            records.extend(rows)
-            log.info("%s@%d: %s", method, budget, summary["all"])
-    write_artifact(Path("data/search"), records, EvalRecord, stage="search",
-                   params={"search": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward},
+    for (method, budget), (key, rows) in zip(grid, done.items()):
+        metrics[key] = summary = summarize(rows)
+        curve.append({"method": method, "budget": budget, **summary["all"]})
+        records.extend(rows)
+        log.info("%s: %s", key, summary["all"])
+    write_artifact(Path("data/search"), records, EvalRecord, stage="search", params=stage_params,
                    inputs=[prompts_path, policy, prm_path])
     write_json(Path("metrics/search.json"), metrics)
     write_json(Path("plots/search.json"), curve)
+    checkpoint.remove()
 
 
 if __name__ == "__main__":
