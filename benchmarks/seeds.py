@@ -1,7 +1,7 @@
 """The default pipeline over several seeds: each headline metric as mean ± 95% CI, not one draw.
 
-    python benchmarks/seeds.py --seeds 0 1 2            # one fresh clone of HEAD per seed, `dvc exp run -S seed=K`
-    python benchmarks/seeds.py --summarize reports/seeds  # only the table, from metrics already collected
+    python benchmarks/seeds.py --seeds 0 1 2 --out ../stair-seeds   # one fresh clone of HEAD per seed
+    python benchmarks/seeds.py --summarize ../stair-seeds            # only the table, from runs already kept
 
 Each seed runs in its own fresh clone of the committed HEAD (nothing cached, nothing beside it), so
 the numbers are what a newcomer gets; the clone's `metrics/` folder and wall time are kept under
@@ -26,7 +26,10 @@ _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 
 
 def t95(df: int) -> float:
-    return _T95.get(df) or _T95[max(k for k in _T95 if k <= df)] if df <= 30 else 1.96
+    """The quantile for `df` degrees of freedom, or for the nearest tabled df below it (a wider interval)."""
+    if df > 30:
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= df)]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -119,10 +122,13 @@ def summarize(runs: dict[str, dict[str, float]]) -> tuple[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("reports/seeds"))
+    # Not inside the project: reports/ is the report stage's output.
+    parser.add_argument("--out", type=Path, help="folder that keeps each seed's metrics (seed_<K>/) and the table")
     parser.add_argument("--summarize", type=Path, help="only summarize the seed_* folders of this directory")
     args = parser.parse_args()
     folder = args.summarize or args.out
+    if folder is None:
+        parser.error("give --out (to run seeds) or --summarize")
     if args.summarize is None:
         repo = Path(subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip())
         folder.mkdir(parents=True, exist_ok=True)
