@@ -88,7 +88,9 @@ def run_seed(repo: Path, seed: int, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix=f"stair-seed{seed}-") as tmp:
         clone = Path(tmp) / "stair"
         subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        # The stages run `python -m stages.…`: put this interpreter's environment (the venv) first on PATH.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         print(f"seed {seed}: dvc exp run -S seed={seed} in {clone}", flush=True)
         start = time.perf_counter()
         with open(out.with_suffix(".log"), "w") as log:
