@@ -72,11 +72,11 @@ def headline(metrics_dir: Path) -> dict[str, float]:
         rows[f"{tag} benign novel-topic refusal"] = _get(held, "heldout_benign_novel", "refusal_rate")
     rows["prm sibling accuracy"] = _get(load("prm.json"), "validation_sibling_accuracy")
     search = load("search.json")
-    greedy = _get(search, "greedy", "all", "reward_mean")
+    greedy = _get(search, "greedy@1", "all", "reward_mean")  # keys are "<method>@<budget>"
     for method in sorted(search):
         value = _get(search, method, "all", "reward_mean")
         rows[f"search {method} reward"] = value
-        if method != "greedy" and value is not None and greedy is not None:
+        if method != "greedy@1" and value is not None and greedy is not None:
             rows[f"search {method} - greedy"] = value - greedy
     for it in sorted((metrics_dir / "pairs").glob("*.json"), key=lambda p: int(p.stem)):
         rows[f"pairs@{it.stem} share on >=2 visits"] = _get(json.loads(it.read_text()), "share_min_visits_2")
