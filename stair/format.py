@@ -189,6 +189,21 @@ def split_chunks(text: str) -> list[str]:
     return [c for c in chunks if c]
 
 
+def join_cut_steps(steps: list[str]) -> list[str]:
+    """Tree steps with every step cut at the token limit (no closing tag; only `cut_steps="continue"` goes on
+    from one) joined to the steps that go on from it, so every step but the last closes exactly where a
+    PRM reads its score. Steps that each close, as every inner step under "end" does, come back as they are."""
+    joined: list[str] = []
+    last_open = False
+    for step in steps:
+        if last_open:
+            joined[-1] += step
+        else:
+            joined.append(step)
+        last_open = STEP_CLOSE not in step and OUTPUT_CLOSE not in step
+    return joined
+
+
 def is_terminal_chunk(chunk: str) -> bool:
     """A generated step chunk ends the response when it closes the final output."""
     return OUTPUT_CLOSE in chunk
