@@ -22,7 +22,7 @@ from schemas import SeedPrompt
 from stair.config import from_mapping
 from stair.evaluation import evaluate_greedy, first_per_group, heldout_suite, judge_records
 from stair.generation import BackendParams, Sampling, make_backend
-from stair.judges import JudgeParams, make_judge
+from stair.judges import JudgeParams, build_judge
 from stair.modeling import chat_prompt
 from stair.prm import PRMScorer
 from stair.reward import RewardParams
@@ -51,7 +51,7 @@ def main() -> None:
     prompts = [p for p in read_artifact(Path("data/prompts"), SeedPrompt) if p.split == "heldout"]
     prompts = first_per_group(prompts, args.per_suite or search.per_suite or len(prompts))
     backend = make_backend(args.policy, backend_params, seed=search.seed)
-    judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
+    judge = build_judge(judge_params, reward, backend_params, self_model=args.policy, policy=(args.policy, backend))
     texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
 
     greedy = evaluate_greedy(backend, backend.tokenizer, prompts, judge, "greedy",

@@ -20,6 +20,9 @@ PARAMS_FILE = Path("params.yaml")
 # Local data files a run reads live here: dvc.yaml lists the folder as a dep of the stages that read
 # them, so editing one re-runs those stages (DVC can't depend on a path that a param may leave empty).
 INPUTS = Path("data/inputs")
+# The judge model 'self' names in the evaluation stages (heldout, search, eval): one fixed judge for
+# every model compared, never the model under test (dvc.yaml lists it as their dep).
+SFT_MODEL = Path("models/sft")
 
 log = logging.getLogger("stair")
 

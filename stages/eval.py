@@ -12,17 +12,18 @@ Each model's finished suites are checkpointed under checkpoints/eval/, so a kill
 last finished model and writes the same records and metrics as an uninterrupted one.
 """
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
 
 from schemas import EvalRecord
-from stages.common import load_section, log, loop_items, stage_main, tracked_input
+from stages.common import SFT_MODEL, load_section, log, loop_items, stage_main, tracked_input
 from stair.benchmarks import EMBEDDED
 from stair.checkpoint import UnitCheckpoint, run_units, stage_fingerprint
 from stair.evaluation import EvalParams, add_goodness, evaluate_greedy, judge_records, load_suites, summarize
 from stair.generation import BackendParams, Sampling, make_backend
-from stair.judges import JudgeParams, make_judge
+from stair.judges import JudgeParams, build_judge, describe_judge
 from stair.prm import PRMScorer
 from stair.reward import RewardParams
 from stair.search import SearchParams, run_search
@@ -47,23 +48,23 @@ def main() -> None:
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, raw_judges = load_section("judges", JudgeParams)
     reward, raw_reward = load_section("reward", RewardParams)
-    judge_params = JudgeParams(safety=params.safety_judge, helpfulness=judge_params.helpfulness,
-                               judge_model=params.judge_model or "self")
-    models = {"sft": Path("models/sft"), **{f"dpo_{k}": Path(item["out"]) for k, item in loop_items().items()}}
+    # eval.judge_model "" keeps judges.judge_model; 'self' is the SFT model for every model compared.
+    judge_params = dataclasses.replace(judge_params, safety=params.safety_judge,
+                                       judge_model=params.judge_model or judge_params.judge_model)
+    judge_info = describe_judge(judge_params, SFT_MODEL)
+    log.info("judge for every model: %s", judge_info)
+    models = {"sft": SFT_MODEL, **{f"dpo_{k}": Path(item["out"]) for k, item in loop_items().items()}}
     prompts, sources = load_suites(params)
     for name, source in sources.items():
         tracked_input(source, f"eval.suites.{name}.path", also=EMBEDDED)
 
-    @functools.cache
-    def load_judge_model(path: str):
-        backend = make_backend(path, backend_params)
-        return backend, backend.tokenizer
+    load_judge_model = functools.cache(make_backend)  # a judge model other than the policy loads once
 
     # Every model gets a fresh backend seeded alike, so each model's records are one independent unit.
     def load_policy(path: Path):
         backend = make_backend(path, backend_params, seed=params.seed)
-        return backend, make_judge(judge_params, reward, policy=(backend, backend.tokenizer),
-                                   model_loader=load_judge_model)
+        return backend, build_judge(judge_params, reward, backend_params, self_model=SFT_MODEL, policy=(path, backend),
+                                    seed=params.seed, load=load_judge_model)
 
     def evaluate(name: str, path: Path) -> list[EvalRecord]:
         backend, judge = load_policy(path)
@@ -103,7 +104,8 @@ def main() -> None:
         metrics[name] = summarize(rows)
         add_goodness(metrics[name], rows, judge_name)
     write_artifact(Path("data/eval"), records, EvalRecord, stage="eval",
-                   params={"eval": raw, "backend": raw_backend, "reward": raw_reward},
+                   params={"eval": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward,
+                           "judge": judge_info},
                    inputs=inputs, extra={"sources": sources})
     write_json(Path("metrics/eval.json"), metrics)
     checkpoint.remove()

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
-from stages.common import load_section, log, stage_main
+from stages.common import SFT_MODEL, load_section, log, stage_main
 from stair.evaluation import (
     HeldoutParams,
     evaluate_greedy,
@@ -22,7 +22,7 @@ from stair.evaluation import (
     unseen_families,
 )
 from stair.generation import BackendParams, make_backend
-from stair.judges import JudgeParams, make_judge
+from stair.judges import JudgeParams, build_judge, describe_judge
 from stair.reward import RewardParams
 from stair.store import read_artifact, write_artifact, write_json
 
@@ -42,11 +42,14 @@ def main() -> None:
     prompts = [p for p in every_prompt if p.split == "heldout"]
 
     backend = make_backend(model_path, backend_params)
-    judge = make_judge(judge_params, reward_params, policy=(backend, backend.tokenizer))
+    judge = build_judge(judge_params, reward_params, backend_params, self_model=SFT_MODEL, policy=(model_path, backend))
+    judge_info = describe_judge(judge_params, SFT_MODEL)
+    log.info("judge: %s", judge_info)
     log.info("held-out check of %s on %d prompts", args.name, len(prompts))
     records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, args.name, sampling=params.sampling)
     write_artifact(Path("data/heldout") / args.name, records, EvalRecord, stage=f"heldout@{args.name}",
-                   params={"heldout": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward},
+                   params={"heldout": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward,
+                           "judge": judge_info},
                    inputs=[prompts_path, model_path])
     summary = summarize(records)
     write_json(Path("metrics/heldout") / f"{args.name}.json", summary)

@@ -19,7 +19,7 @@ from schemas import SeedPrompt, TreeNode
 from stages.common import load_section, log, stage_main
 from stair.checkpoint import TreeCheckpoint
 from stair.generation import BackendParams
-from stair.judges import JudgeParams
+from stair.judges import JudgeParams, describe_judge
 from stair.mcts import MCTSParams, search_timings, tree_metrics
 from stair.reward import RewardParams
 from stair.scaleout import run_sharded, search_shard
@@ -43,7 +43,8 @@ def main() -> None:
     fingerprint = params_hash({**stage_params, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
     folder = Path(f"checkpoints/mcts_{args.it}")
     checkpoint = TreeCheckpoint(folder, fingerprint)
-    log.info("iteration %d: %d trees with %s, %d worker(s)", args.it, len(prompts), args.policy, params.workers)
+    log.info("iteration %d: %d trees with %s, %d worker(s), judged by %s", args.it, len(prompts), args.policy,
+             params.workers, describe_judge(judge_params, args.policy))
 
     start = time.perf_counter()
     engine = (backend_params, judge_params, reward)

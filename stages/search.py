@@ -13,11 +13,11 @@ import functools
 from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
-from stages.common import load_section, log, loop_items, stage_main
+from stages.common import SFT_MODEL, load_section, log, loop_items, stage_main
 from stair.checkpoint import UnitCheckpoint, run_units, stage_fingerprint
 from stair.evaluation import first_per_group, heldout_suite, judge_records, summarize
 from stair.generation import BackendParams, make_backend
-from stair.judges import JudgeParams, make_judge
+from stair.judges import JudgeParams, build_judge, describe_judge
 from stair.prm import PRMScorer
 from stair.reward import RewardParams
 from stair.search import SearchParams, run_search
@@ -36,7 +36,10 @@ def main() -> None:
     if params.per_suite:
         prompts = first_per_group(prompts, params.per_suite)
     backend = make_backend(policy, backend_params, seed=params.seed)
-    judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
+    judge = build_judge(judge_params, reward, backend_params, self_model=SFT_MODEL, policy=(policy, backend),
+                        seed=params.seed)
+    judge_info = describe_judge(judge_params, SFT_MODEL)
+    log.info("judge: %s", judge_info)
     scorer = PRMScorer.from_path(prm_path, batch_size=params.prm_batch_size)
 
     def search(method: str, budget: int) -> list[EvalRecord]:
@@ -55,7 +58,7 @@ def main() -> None:
         curve.append({"method": method, "budget": budget, **summary["all"]})
         records.extend(rows)
         log.info("%s: %s", key, summary["all"])
-    write_artifact(Path("data/search"), records, EvalRecord, stage="search", params=stage_params,
+    write_artifact(Path("data/search"), records, EvalRecord, stage="search", params={**stage_params, "judge": judge_info},
                    inputs=[prompts_path, policy, prm_path])
     write_json(Path("metrics/search.json"), metrics)
     write_json(Path("plots/search.json"), curve)

@@ -131,7 +131,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              **options)
     prompts = [p.model_copy(update={"split": args.suite}) for p in prompts]
     backend = _load_backend(args.model, args.seed)
-    judge = make_judge(JudgeParams(), RewardParams(), policy=(backend, backend.tokenizer))
+    judge = make_judge(JudgeParams(), RewardParams())  # rule judges: refusal detection, exact answers
     records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, Path(args.model).name,
                               suite_of=lambda p: p.split)
     summary = summarize(records)

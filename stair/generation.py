@@ -77,9 +77,12 @@ class TransformersBackend:
         self.calls = 0
         tokenizer.padding_side = "left"
         end = tokenizer.eos_token_id
+        # A model without the format tokens (an external judge) maps them to None or <unk>: it stops at its end.
+        step, output = (tokenizer.convert_tokens_to_ids(t) for t in (STEP_CLOSE, OUTPUT_CLOSE))
+        unknown = {None, getattr(tokenizer, "unk_token_id", None)}
         self._stop_ids = {
-            "step": sorted({tokenizer.convert_tokens_to_ids(STEP_CLOSE), tokenizer.convert_tokens_to_ids(OUTPUT_CLOSE), end}),
-            "response": sorted({tokenizer.convert_tokens_to_ids(OUTPUT_CLOSE), end}),
+            "step": sorted({step, output, end} - unknown),
+            "response": sorted({output, end} - unknown),
         }
         self._strip = [t for t in {tokenizer.pad_token, tokenizer.eos_token} if t]
 

@@ -48,7 +48,7 @@ class PairParams:
 
 def kind_range(reward: RewardParams, kind: str) -> tuple[float, float]:
     """Range of node values for a prompt kind: helpfulness prompts are always safe (S = 1)."""
-    lo, hi = reward_range(reward)
+    lo, hi = reward_range(reward, kind)
     if kind == "helpfulness" and reward.name == "safety_informed":
         return reward.k2, hi
     return lo, hi

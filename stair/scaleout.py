@@ -17,7 +17,7 @@ from pathlib import Path
 from schemas import SeedPrompt, TreeNode
 from stair.checkpoint import TreeCheckpoint
 from stair.generation import BackendParams, make_backend, restore_sampling_state, sampling_state
-from stair.judges import JudgeParams, make_judge
+from stair.judges import JudgeParams, build_judge
 from stair.mcts import SIMCTS, MCTSParams, SearchStats, make_trees
 from stair.modeling import chat_prompt
 from stair.reward import RewardParams
@@ -41,11 +41,14 @@ def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, pa
     With a checkpoint, every finished tree is saved as it finishes, and the whole search state (partial
     trees, waiting order, the backend's sampling state, counters) after the first tick and then every
     `checkpoint_every_s` seconds; a run resumed from it repeats the interrupted run's remaining ticks
-    exactly, so it writes the same trees. Without a saved state it starts over. `on_tree` sees every
-    finished tree (restored ones first); `on_tick` the number of each tick done (a test's kill switch).
+    exactly, so it writes the same trees (a judge model of its own keeps no sampling state to save). Without
+    a saved state it starts over. `on_tree` sees every finished tree (restored ones first); `on_tick` the
+    number of each tick done (a test's kill switch).
     """
     backend = make_backend(policy, backend_params, seed=params.seed + seed_offset)
-    judge = make_judge(judge_params, reward, policy=(backend, backend.tokenizer))
+    # 'self' is the policy searched here (the paper's self-rewarding); any other judge model is loaded once.
+    judge = build_judge(judge_params, reward, backend_params, self_model=policy, policy=(policy, backend),
+                        seed=params.seed + seed_offset)
     texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
     trees = make_trees(prompts, texts, backend.count_tokens(texts), iteration, params.seed)
     by_id = {t.tree_id: t for t in trees}

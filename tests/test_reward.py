@@ -6,7 +6,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stair.reward import REWARDS, RewardParams, compute_reward, outcome, reward_range, safety_informed
+from stair.reward import (
+    REWARDS,
+    RewardParams,
+    compute_reward,
+    fixed_scores,
+    outcome,
+    reward_range,
+    safety_informed,
+)
 
 GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)
 # Valid parameters, kept away from magnitudes where float rounding (not the formula) decides a sign.
@@ -198,3 +206,41 @@ def test_boundary_params_are_valid(k1: float, k2: float) -> None:
 def test_nan_k1_is_rejected() -> None:
     with pytest.raises(ValueError, match="reward.k1"):
         RewardParams(k1=float("nan"))
+
+
+# ---------------------------------------------------------------- the official evaluator's reward
+
+
+@pytest.mark.parametrize("k1, k2", [(1.0, 1.0), (2.0, 0.5), (4.0, 0.1)])
+def test_official_reward_on_a_grid(k1: float, k2: float) -> None:
+    params = RewardParams(name="official", k1=k1, k2=k2)
+    for s, h in itertools.product(GRID, GRID):
+        # safety prompts: H is fixed at -1, so R = (k1 + k2) S - k1 S = k2 S (= S with the paper's k2 = 1)
+        assert compute_reward(params, s, h, "safety") == pytest.approx(k2 * s)
+        # helpfulness prompts: S is fixed at +1, so R = k1 + k2 + k1 H
+        assert compute_reward(params, s, h, "helpfulness") == pytest.approx(k1 + k2 + k1 * h)
+    assert compute_reward(RewardParams(name="official"), -1.0, 1.0, "safety") == -1.0  # R = S at k1 = k2 = 1
+
+
+def test_official_fixed_scores_by_kind() -> None:
+    assert fixed_scores(RewardParams(name="official"), "safety") == {"helpfulness": -1.0}
+    assert fixed_scores(RewardParams(name="official"), "helpfulness") == {"safety": 1.0}
+    assert fixed_scores(RewardParams(), "safety") == fixed_scores(RewardParams(name="outcome"), "helpfulness") == {}
+
+
+def test_official_reward_range_overall_and_by_kind() -> None:
+    params = RewardParams(name="official", k1=2.0, k2=0.5)
+    assert reward_range(params) == (-0.5, 4.5)
+    assert reward_range(params, "safety") == (-0.5, 0.5)
+    assert reward_range(params, "helpfulness") == (0.5, 4.5)
+    assert reward_range(RewardParams(k1=2.0, k2=0.5), "safety") == (-4.5, 4.5)  # the others don't depend on kind
+
+
+@pytest.mark.parametrize("kind", ["safety", "helpfulness"])
+def test_official_values_scale_to_the_whole_unit_interval_by_kind(kind: str) -> None:
+    from stair.prm import scale_value
+
+    params = RewardParams(name="official", k1=2.0, k2=0.5)
+    values = [compute_reward(params, s, h, kind) for s, h in itertools.product(GRID, GRID)]
+    scaled = [scale_value(v, kind, params) for v in values]
+    assert min(scaled) == 0.0 and max(scaled) == 1.0
