@@ -2,7 +2,9 @@
 
     dvc repro data        # or: python -m stages.data
 
-Writes data/prompts (SeedPrompt rows) and data/sft (SFTExample rows), each with a manifest. Local
+Writes data/prompts (SeedPrompt rows) and data/sft (SFTExample rows), each with a manifest, and
+metrics/data.json. Held-out prompts whose text is also an SFT or seed prompt's are dropped (counted as
+heldout_removed_duplicates); prompt ids must be unique over data.prompts and data.heldout. Local
 files (`data.sft`, `data.prompts`, `data.heldout`) must lie under data/inputs/, which dvc.yaml tracks,
 so editing one re-runs this stage; a Hub id re-runs it when its revision (a param) changes.
 """
@@ -29,12 +31,15 @@ def main() -> None:
     stage_params = {**raw, "iterations": iterations}
     inputs = [Path(p) for p in (params.sft, params.prompts, params.heldout) if p and Path(p).exists()]
     write_artifact(PROMPTS, prompts, SeedPrompt, stage="data", params=stage_params, inputs=inputs,
-                   extra=facts.get("prompts", {}))
+                   extra=facts["prompts"])
     write_artifact(SFT, sft, SFTExample, stage="data", params=stage_params, inputs=inputs,
-                   extra=facts.get("sft", {}))
+                   extra=facts["sft"])
     by_split = Counter(p.split for p in prompts)
-    write_json(METRICS, {"prompts": len(prompts), "sft_examples": len(sft), "by_split": dict(sorted(by_split.items()))})
-    log.info("wrote %d prompts %s and %d SFT examples", len(prompts), dict(by_split), len(sft))
+    removed = facts["prompts"]["heldout_removed_duplicates"]
+    write_json(METRICS, {"prompts": len(prompts), "sft_examples": len(sft), "by_split": dict(sorted(by_split.items())),
+                         "heldout_removed_duplicates": removed})
+    log.info("wrote %d prompts %s and %d SFT examples; dropped %d held-out prompts that are also SFT or seed prompts",
+             len(prompts), dict(by_split), len(sft), removed)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from schemas import EvalRecord, SeedPrompt
 from stages.common import load_section, log, stage_main
-from stair.evaluation import evaluate_greedy, family_breakdown, family_rows, summarize, unseen_families
+from stair.evaluation import (
+    HeldoutParams,
+    evaluate_greedy,
+    family_breakdown,
+    family_rows,
+    summarize,
+    unseen_families,
+)
 from stair.generation import BackendParams, make_backend
 from stair.judges import JudgeParams, make_judge
 from stair.reward import RewardParams
@@ -29,6 +36,7 @@ def main() -> None:
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, raw_judges = load_section("judges", JudgeParams)
     reward_params, raw_reward = load_section("reward", RewardParams)
+    params, raw = load_section("heldout", HeldoutParams)
     prompts_path, model_path = Path("data/prompts"), args.model
     every_prompt = read_artifact(prompts_path, SeedPrompt)
     prompts = [p for p in every_prompt if p.split == "heldout"]
@@ -36,9 +44,9 @@ def main() -> None:
     backend = make_backend(model_path, backend_params)
     judge = make_judge(judge_params, reward_params, policy=(backend, backend.tokenizer))
     log.info("held-out check of %s on %d prompts", args.name, len(prompts))
-    records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, args.name)
+    records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, args.name, sampling=params.sampling)
     write_artifact(Path("data/heldout") / args.name, records, EvalRecord, stage=f"heldout@{args.name}",
-                   params={"backend": raw_backend, "judges": raw_judges, "reward": raw_reward},
+                   params={"heldout": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward},
                    inputs=[prompts_path, model_path])
     summary = summarize(records)
     write_json(Path("metrics/heldout") / f"{args.name}.json", summary)

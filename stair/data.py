@@ -11,6 +11,7 @@ import io
 import json
 import math
 import random
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,10 +273,11 @@ def _required_text(record: dict, field_name: str, mapping: dict, defaults: dict,
 
 
 def map_prompts(records: list[dict], source: str, columns: dict, split: str = "",
-                locations: list[str] | None = None) -> list[dict]:
+                locations: list[str] | None = None, id_prefix: str = "") -> list[dict]:
     """Records -> SeedPrompt fields (validated by the caller). Safety prompts default to 'refuse', others to 'comply'.
 
-    A missing or blank prompt text, a mapped column the file lacks, or an id used twice raises ArtifactError.
+    A record without an id gets '<id_prefix>-<row>' (`id_prefix` defaults to the file's stem). A missing or
+    blank prompt text, a mapped column the file lacks, or an id used twice raises ArtifactError.
     """
     mapped, first_seen = [], {}
     for index, record in enumerate(records, start=1):
@@ -291,7 +293,7 @@ def map_prompts(records: list[dict], source: str, columns: dict, split: str = ""
                                     f"(first at {first_seen[str(given_id)]})")
             first_seen[str(given_id)] = where.removeprefix(f"{source}, ")
         mapped.append({
-            "id": str(given_id if given_id is not None else f"{Path(source).stem}-{index:06d}"),
+            "id": str(given_id if given_id is not None else f"{id_prefix or Path(source).stem}-{index:06d}"),
             "text": _required_text(record, "text", columns, PROMPT_COLUMNS, where),
             "kind": kind,
             "ground_truth": None if truth is None else str(truth),
@@ -304,12 +306,49 @@ def map_prompts(records: list[dict], source: str, columns: dict, split: str = ""
     return mapped
 
 
-def load_prompts(source: str, columns: dict, split_name: str = "", hub_split: str = "train",
-                 max_record_chars: int = MAX_RECORD_CHARS) -> tuple[list[SeedPrompt], dict]:
+def load_prompts(source: str, columns: dict, role: str, split_name: str = "", hub_split: str = "train",
+                 max_record_chars: int = MAX_RECORD_CHARS) -> tuple[list[SeedPrompt], Records]:
+    """The prompts of one input, and its records (for locations and facts); default ids are '<role>-<row>'."""
     records = read_records(source, hub_split, max_record_chars)
     check_mapping(records, columns)
-    rows = map_prompts(records, records.name, columns, split_name, records.locations)
-    return validate_rows(rows, SeedPrompt, records.name, locations=records.locations), records.facts
+    rows = map_prompts(records, records.name, columns, split_name, records.locations, id_prefix=role)
+    return validate_rows(rows, SeedPrompt, records.name, locations=records.locations), records
+
+
+def check_unique_ids(inputs: list[tuple[list[SeedPrompt], Records]]) -> None:
+    """Every prompt id once over all inputs: trees, pairs and evaluations are keyed by it.
+
+    Raises ArtifactError naming the file and line of the second use, and where the id was first seen.
+    """
+    first_seen: dict[str, str] = {}
+    for prompts, records in inputs:
+        for row, prompt in enumerate(prompts, start=1):
+            if prompt.id in first_seen:
+                raise ArtifactError(f"{records.where(row)}: duplicate prompt id {prompt.id!r} (first at "
+                                    f"{first_seen[prompt.id]}); ids must be unique over data.prompts and "
+                                    "data.heldout")
+            first_seen[prompt.id] = records.where(row)
+
+
+def prompt_key(text: str) -> str:
+    """The text as compared for duplicates: case-folded, every run of punctuation and space one space."""
+    return re.sub(r"[\W_]+", " ", text.casefold()).strip()
+
+
+def drop_heldout_duplicates(prompts: list[SeedPrompt], sft: list[SFTExample]) -> tuple[list[SeedPrompt], int]:
+    """`prompts` without the held-out ones whose text (by `prompt_key`) is an SFT or seed prompt's, and how many
+    were dropped. STAIR-SFT and STAIR-Prompts share their sources, so a held-out prompt may be one trained on.
+
+    Raises ArtifactError when held-out prompts were given and every one of them is a training prompt.
+    """
+    trained = {prompt_key(e.prompt) for e in sft} | {prompt_key(p.text) for p in prompts if p.split != "heldout"}
+    kept = [p for p in prompts if p.split != "heldout" or prompt_key(p.text) not in trained]
+    heldout = sum(p.split == "heldout" for p in prompts)
+    removed = len(prompts) - len(kept)
+    if heldout and removed == heldout:
+        raise ArtifactError(f"all {heldout} held-out prompts are also SFT or seed prompts (same text after "
+                            "normalising case, spaces and punctuation); nothing would be held out")
+    return kept, removed
 
 
 def map_sft(records: list[dict], source: str, columns: dict, locations: list[str] | None = None) -> list[dict]:
@@ -349,23 +388,35 @@ def assign_splits(prompts: list[SeedPrompt], iterations: int, heldout_fraction: 
 
 
 def build_dataset(params: DataParams, iterations: int) -> tuple[list[SeedPrompt], list[SFTExample], dict]:
-    """All prompts (every split) and the SFT set for a run with `iterations` SI-MCTS rounds."""
+    """All prompts (every split) and the SFT set for a run with `iterations` SI-MCTS rounds, and facts for the
+    manifests: {"sft": {...}, "prompts": {..., "heldout_removed_duplicates": N}}.
+
+    Held-out prompts whose text is also an SFT or seed prompt's are dropped (`drop_heldout_duplicates`).
+    """
     if params.source == "builtin":
         world = generate_world(dataclasses.replace(params.world, iterations=iterations))
-        return world.prompts, world.sft, {}
+        prompts, sft, facts = world.prompts, world.sft, {"sft": {}, "prompts": {}}
+    else:
+        prompts, sft, facts = _files_dataset(params, iterations)
+    prompts, removed = drop_heldout_duplicates(prompts, sft)
+    facts["prompts"]["heldout_removed_duplicates"] = removed
+    return prompts, sft, facts
+
+
+def _files_dataset(params: DataParams, iterations: int) -> tuple[list[SeedPrompt], list[SFTExample], dict]:
     if not params.sft or not params.prompts:
         raise ValueError("data.source is not 'builtin', so data.sft and data.prompts must name files or hub: ids")
     sft, sft_facts = load_sft(params.sft, params.sft_columns, params.split, params.max_record_chars)
-    prompts, prompt_facts = load_prompts(params.prompts, params.prompt_columns, hub_split=params.split,
-                                         max_record_chars=params.max_record_chars)
+    inputs = [load_prompts(params.prompts, params.prompt_columns, "prompts", hub_split=params.split,
+                           max_record_chars=params.max_record_chars)]
     if params.heldout:
-        heldout, _ = load_prompts(params.heldout, params.prompt_columns, "heldout", params.split,
-                                  params.max_record_chars)
-        shared = sorted({p.id for p in prompts} & {p.id for p in heldout})
-        if shared:
-            raise ArtifactError(f"{params.heldout}: id {shared[0]!r} is also in {params.prompts} "
-                                f"({len(shared)} ids shared); held-out prompts must be new")
-        prompts = assign_splits(prompts, iterations, 0.0, params.seed) + heldout
-    else:
-        prompts = assign_splits(prompts, iterations, params.heldout_fraction, params.seed)
-    return prompts, sft, {"sft": sft_facts, "prompts": prompt_facts}
+        inputs.append(load_prompts(params.heldout, params.prompt_columns, "heldout", "heldout", params.split,
+                                   params.max_record_chars))
+    check_unique_ids(inputs)
+    prompts, records = inputs[0]
+    facts = {"sft": sft_facts, "prompts": dict(records.facts)}
+    if not params.heldout:
+        return assign_splits(prompts, iterations, params.heldout_fraction, params.seed), sft, facts
+    heldout, heldout_records = inputs[1]
+    facts["prompts"].update({f"heldout_{key}": value for key, value in heldout_records.facts.items()})
+    return assign_splits(prompts, iterations, 0.0, params.seed) + heldout, sft, facts

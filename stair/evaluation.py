@@ -16,7 +16,16 @@ from stair.judges import Judge
 from stair.modeling import chat_prompt
 from stair.world import FRAMING_FAMILIES
 
-GREEDY = Sampling(temperature=0.0, max_new_tokens=384)
+
+@dataclass(frozen=True)
+class HeldoutParams:
+    """The `heldout` section: how the held-out check decodes (greedily, up to `max_new_tokens`)."""
+
+    max_new_tokens: int = 384
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=0.0, max_new_tokens=self.max_new_tokens)
 
 
 def heldout_suite(prompt: SeedPrompt) -> str:
@@ -43,7 +52,7 @@ def judge_records(prompts: Sequence[SeedPrompt], responses: Sequence[str], n_tok
 
 def evaluate_greedy(backend: Backend, tokenizer, prompts: Sequence[SeedPrompt], judge: Judge, model: str,
                     suite_of: Callable[[SeedPrompt], str] = heldout_suite,
-                    sampling: Sampling = GREEDY) -> list[EvalRecord]:
+                    sampling: Sampling = HeldoutParams().sampling) -> list[EvalRecord]:
     """Greedy-decode every prompt in one batched call, then judge."""
     outputs = backend.generate([chat_prompt(tokenizer, p.text) for p in prompts], 1, sampling, "response")
     return judge_records(prompts, [o[0].text for o in outputs], [o[0].n_tokens for o in outputs], judge, model,

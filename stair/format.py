@@ -4,9 +4,12 @@
     ...<|/Reasoning_step|><|Reasoning_step|>Title: ...<|/Reasoning_step|><|Output|>Final Answer:
     ...<|/Output|>
 
-Steps are concatenated with no separator, so a response is exactly the join of its step chunks and
-a tree path (prefix + step) renders by string concatenation. Parsing never raises: malformed text
-is parsed deterministically and the problems are listed in `ParsedResponse.issues`.
+A response is exactly the concatenation of its chunks, so a tree path (prefix + step) renders by string
+concatenation and whatever the model writes between chunks stays part of the next chunk, byte for byte.
+`render_response` puts `separator` between chunks: "" by default, "\n\n" in the official STAIR-SFT data
+(which also has a newline after each opening tag and before each closing one, and "Title: X:" lines;
+the parser reads both layouts). Parsing never raises: malformed text is parsed deterministically and the
+problems are listed in `ParsedResponse.issues`.
 """
 
 import re
@@ -19,6 +22,10 @@ OUTPUT_CLOSE = "<|/Output|>"
 FORMAT_TOKENS = (STEP_OPEN, STEP_CLOSE, OUTPUT_OPEN, OUTPUT_CLOSE)
 ANSWER_HEADER = "Final Answer:"
 TITLE_HEADER = "Title:"
+# What a step cut at the token limit (no stop token reached) is: `end` the last step of its response,
+# judged as it stands; `continue` (the official code) a partial step, evaluated by a rollout and expanded
+# further, as only a closed output or an end of turn ends a response.
+CUT_STEPS = ("end", "continue")
 
 _TAG = re.compile("|".join(re.escape(t) for t in FORMAT_TOKENS))
 
@@ -33,9 +40,9 @@ def render_output(answer: str) -> str:
     return f"{OUTPUT_OPEN}{ANSWER_HEADER}\n{answer}{OUTPUT_CLOSE}"
 
 
-def render_response(steps: list[tuple[str, str]], answer: str) -> str:
-    """A whole structured response from (title, body) steps and the final answer."""
-    return "".join(render_step(t, b) for t, b in steps) + render_output(answer)
+def render_response(steps: list[tuple[str, str]], answer: str, separator: str = "") -> str:
+    """A whole structured response from (title, body) steps and the final answer, `separator` between chunks."""
+    return separator.join([*(render_step(t, b) for t, b in steps), render_output(answer)])
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,14 @@ class ParsedResponse:
 
 
 def _split_title(body: str) -> tuple[str | None, str]:
+    """(title, rest) of a step body; the official layout's trailing colon ("Title: Problem Analysis:") is
+    punctuation, not part of the title."""
     text = body.strip()
     if not text.startswith(TITLE_HEADER):
         return None, text
     first, _, rest = text.partition("\n")
-    return first[len(TITLE_HEADER) :].strip() or None, rest.strip()
+    title = first[len(TITLE_HEADER) :].strip()
+    return title.rstrip(" \t:") or title or None, rest.strip()
 
 
 def parse_response(text: str) -> ParsedResponse:
@@ -179,12 +189,34 @@ def split_chunks(text: str) -> list[str]:
     return [c for c in chunks if c]
 
 
+def join_cut_steps(steps: list[str]) -> list[str]:
+    """Tree steps with every step cut at the token limit (no closing tag; only `cut_steps="continue"` goes on
+    from one) joined to the steps that go on from it, so every step but the last closes exactly where a
+    PRM reads its score. Steps that each close, as every inner step under "end" does, come back as they are."""
+    joined: list[str] = []
+    last_open = False
+    for step in steps:
+        if last_open:
+            joined[-1] += step
+        else:
+            joined.append(step)
+        last_open = STEP_CLOSE not in step and OUTPUT_CLOSE not in step
+    return joined
+
+
 def is_terminal_chunk(chunk: str) -> bool:
     """A generated step chunk ends the response when it closes the final output."""
     return OUTPUT_CLOSE in chunk
 
 
-def ends_response(chunk: str, stopped: bool) -> bool:
-    """Whether a generated step chunk ends the response: it closes the output, or generation stopped
-    without closing a step (end of turn, or cut at the token limit), so nothing can follow it."""
-    return is_terminal_chunk(chunk) or not (stopped and chunk.rstrip().endswith(STEP_CLOSE))
+def ends_response(chunk: str, stopped: bool, cut_steps: str = "end") -> bool:
+    """Whether a generated step chunk ends the response: it closes the output, or it stopped without
+    closing a step (at the end of turn: nothing can follow it). A chunk cut at the token limit
+    (`stopped` False) ends it under `cut_steps="end"`, and is a partial step under "continue"."""
+    if cut_steps not in CUT_STEPS:
+        raise ValueError(f"cut_steps={cut_steps!r} is not one of {CUT_STEPS}")
+    if is_terminal_chunk(chunk):
+        return True
+    if not stopped:
+        return cut_steps == "end"
+    return not chunk.rstrip().endswith(STEP_CLOSE)

@@ -3,10 +3,13 @@
 Semantics follow the official STAIR code: nodes are reasoning steps; selection descends by UCB
 (an unvisited child scores 100 * c, so it is always tried first; ties broken by the tree's own random
 stream); a leaf is expanded (m sampled next steps, duplicates dropped) only once it has been visited;
-an unvisited node is evaluated directly: a terminal node (its step closes the output) by judging the
-response, any other by one rollout to a final answer (`rollouts` > 1: that many, each backed up, so a
-value rests on more than one draw); the reward is added to the node and every ancestor (value = mean). After the iterations, every node never visited is evaluated once. A node's
-first rollout is kept on it with its reward: a whole answer with an exact label, for the PRM.
+an unvisited node is evaluated directly: a terminal node (its step closes the output, or ends at the end
+of turn; under `cut_steps="end"` also a step cut at the token limit) by judging the response, any other
+(under "continue", as in the official code, a cut step too: it is expanded further like any step) by one
+rollout to a final answer (`rollouts` > 1: that many, each backed up, so a value rests on more than one
+draw); the reward is added to the node and every ancestor (value = mean). After the iterations, every
+node never visited is evaluated once. A node's first rollout is kept on it with its reward: a whole
+answer with an exact label, for the PRM.
 
 Batching: each tick, every active tree selects its leaf; all expansions of the tick go to the backend
 in one call (n = m per node), then all rollouts in one call, then all final answers to the judge in
@@ -25,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from schemas import SeedPrompt, TreeNode
-from stair.format import ends_response
+from stair.format import CUT_STEPS, ends_response
 from stair.generation import Backend, Sampling
 from stair.judges import Judge, Scored
 
@@ -49,12 +52,15 @@ class MCTSParams:
     concurrent_trees: int = 64
     visit_all: bool = True  # the final "visit every unvisited node once" pass
     rollouts: int = 1  # rollouts per evaluation of a non-terminal node (official: 1); each is backed up
+    cut_steps: str = "end"  # a step cut at max_step_tokens: end (judged as it stands) | continue (official)
     workers: int = 1  # > 1: prompts sharded over this many Ray actors, one engine each (the ray extra)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise ValueError(f"mcts.score={self.score!r} is not one of {sorted(SCORES)}")
+        if self.cut_steps not in CUT_STEPS:
+            raise ValueError(f"mcts.cut_steps={self.cut_steps!r} is not one of {CUT_STEPS}")
         for name in ("iterations", "children", "max_depth", "concurrent_trees", "max_step_tokens", "workers",
                      "rollouts"):
             if getattr(self, name) < 1:
@@ -144,15 +150,16 @@ class Tree:
         node = self.nodes[node_id]
         return node.visits > 0 and not node.terminal and node.depth < params.max_depth
 
-    def add_children(self, parent_id: int, chunks: Sequence[tuple[str, int, bool]]) -> None:
+    def add_children(self, parent_id: int, chunks: Sequence[tuple[str, int, bool]], cut_steps: str = "end") -> None:
+        """Add (text, tokens, stopped) chunks as children, duplicates dropped; `cut_steps` says whether a
+        chunk cut at the token limit is terminal ("end") or a partial step to go on from ("continue")."""
         parent = self.nodes[parent_id]
         seen = set()
         for text, n_tokens, stopped in chunks:
             if text.strip() in seen:
                 continue  # duplicate sibling
             seen.add(text.strip())
-            # A malformed or cut-off chunk is terminal too, and judged as it stands.
-            terminal = ends_response(text, stopped)
+            terminal = ends_response(text, stopped, cut_steps)
             child = Node(len(self.nodes), parent_id, parent.depth + 1, text, parent.n_tokens + n_tokens, terminal)
             self.nodes.append(child)
             parent.children.append(child.node_id)
@@ -214,7 +221,8 @@ class SIMCTS:
             self.params.children, self.expand_sampling, "step",
         )
         for i, samples in zip(to_expand, outputs):
-            trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples])
+            trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples],
+                                  self.params.cut_steps)
             selected[i] = trees[i].select(selected[i], self.params)
         return selected
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas import PRMExample, SeedPrompt, TreeNode
-from stair.format import OUTPUT_CLOSE, STEP_CLOSE, is_terminal_chunk, split_chunks
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE, is_terminal_chunk, join_cut_steps, split_chunks
 from stair.pairs import PATHS_SQL, kind_range, nodes_connection, query_rows
 from stair.reward import RewardParams
 
@@ -71,11 +71,12 @@ def prm_examples(nodes: Sequence[TreeNode], prompts: Sequence[SeedPrompt], param
             iteration=row["iteration"], split=split_of(row["prompt_id"], params.validation_share), source=source,
         ))
 
+    # A step cut at the token limit joins the step that goes on from it: the PRM reads a label at a closing tag.
     for row in query_rows(con, _LABELLED, {"min_visits": params.min_visits, "max_tokens": params.max_tokens}):
         if row["labelled"]:
-            add(row, row["steps"], row["value"], row["visits"], "node")
+            add(row, join_cut_steps(row["steps"]), row["value"], row["visits"], "node")
         if params.rollouts and row["rollout"] and is_terminal_chunk(row["rollout"]):
-            add(row, row["steps"] + split_chunks(row["rollout"]), row["rollout_reward"], 1, "rollout")
+            add(row, join_cut_steps(row["steps"] + split_chunks(row["rollout"])), row["rollout_reward"], 1, "rollout")
     return examples
 
 

@@ -4,13 +4,19 @@ All methods share one signature and are chosen by name from `SEARCHES`. Each ret
 chosen response and the tokens generated for that prompt (every sample counts), so methods can be
 compared at equal compute. Work is batched across prompts: one generate call and one PRM scoring pass
 per round.
+
+A text cut at the token limit in the middle of a step or of the output has no closing tag for the PRM to
+score, so it scores 0 (see `_scored_end`). Best-of-N samples whole responses: one cut at
+`max_response_tokens` is a finished answer as it stands. Beam search samples steps: one cut at
+`max_step_tokens` is, by `cut_steps`, a finished answer ("end") or an open beam that the next round
+continues ("continue", as SI-MCTS's official code treats a cut step), if it stays among the best.
 """
 
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stair.format import OUTPUT_CLOSE, STEP_CLOSE, ends_response
+from stair.format import CUT_STEPS, OUTPUT_CLOSE, STEP_CLOSE, ends_response
 from stair.generation import Backend, Sampling
 from stair.modeling import chat_prompt
 from stair.prm import PRMScorer
@@ -31,6 +37,7 @@ class SearchParams:
     top_k: int = 50
     max_step_tokens: int = 96
     max_response_tokens: int = 384
+    cut_steps: str = "end"  # beam: a step cut at max_step_tokens ends its beam (end) or is continued (continue)
     prm_batch_size: int = 32
     seed: int = 0
 
@@ -38,6 +45,8 @@ class SearchParams:
         unknown = [m for m in self.methods if m not in SEARCHES]
         if unknown:
             raise ValueError(f"search.methods: {unknown} not in {sorted(SEARCHES)}")
+        if self.cut_steps not in CUT_STEPS:
+            raise ValueError(f"search.cut_steps={self.cut_steps!r} is not one of {CUT_STEPS}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ def beam_search(backend: Backend, scorer: PRMScorer, requests: Sequence[str], bu
         for (i, text), samples in zip(open_beams, out):
             for c in samples:
                 tokens[i] += c.n_tokens
-                candidates.append((i, text + c.text, ends_response(c.text, c.stopped)))
+                candidates.append((i, text + c.text, ends_response(c.text, c.stopped, params.cut_steps)))
         scores = answer_scores(scorer, [requests[i] for i, _, _ in candidates], [t for _, t, _ in candidates],
                                "last")
         pools: list[list[tuple[str, bool, float]]] = [[b for b in group if b[1]] for group in beams]

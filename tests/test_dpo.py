@@ -77,3 +77,54 @@ def test_tokenized_completion_continues_the_prompt(tokenizer) -> None:
 def test_bad_reference_is_named() -> None:
     with pytest.raises(ValueError, match="dpo.reference"):
         DPOParams(reference="base")
+
+
+@pytest.mark.parametrize("lora_r, precompute, same, explicit", [
+    (0, False, True, True),  # full training: always explicit, so TRL never reloads the policy by name
+    (0, False, False, True),
+    (0, True, True, False),  # precompute from the untrained policy: that is the reference
+    (0, True, False, True),
+    (4, False, True, False),  # LoRA: the adapter-free policy is the reference
+    (4, False, False, True),
+    (4, True, False, True),
+])
+def test_a_reference_other_than_the_policy_is_always_loaded(tmp_path, lora_r, precompute, same, explicit) -> None:
+    from stair.training.common import LoraParams
+    from stair.training.dpo import explicit_reference
+
+    params = DPOParams(lora=LoraParams(r=lora_r), precompute_ref_log_probs=precompute, reference="sft")
+    policy = tmp_path / "models/dpo/1"
+    reference = policy if same else tmp_path / "models/sft"
+    assert explicit_reference(policy, reference, params) == (reference if explicit else None)
+
+
+def _initial_rewards(trainer) -> tuple[float, float]:
+    """rewards/chosen and rewards/rejected of the one batch, before any update: beta x (policy - reference) logps."""
+    import torch
+
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        trainer.compute_loss(trainer.model, batch)
+    metrics = trainer._metrics["train" if trainer.model.training else "eval"]
+    return metrics["rewards/chosen"][-1], metrics["rewards/rejected"][-1]
+
+
+def test_trl_honours_an_explicit_reference_with_lora_and_with_precomputed_log_probs(tokenizer) -> None:
+    """dpo.reference: sft from iteration 2 on: the SFT model's log-probs, not the policy's, in every setup."""
+    from stair.training.common import LoraParams
+    from stair.training.dpo import build_step_dpo_trainer
+
+    def rewards(lora_r: int, precompute: bool, with_reference: bool) -> tuple[float, float]:
+        policy = init_tiny_model(tokenizer, TinyModelConfig(**TINY, seed=0))
+        sft = init_tiny_model(tokenizer, TinyModelConfig(**TINY, seed=1)) if with_reference else None
+        params = DPOParams(batch_size=len(PAIRS), max_length=256, precompute_ref_log_probs=precompute,
+                           lora=LoraParams(r=lora_r, dropout=0.0))
+        return _initial_rewards(build_step_dpo_trainer(policy, sft, tokenizer, PAIRS, params))
+
+    against_sft = rewards(0, False, True)  # full training with an explicit reference: the baseline
+    assert abs(against_sft[0]) > 1e-3  # the two models differ, so the rewards are not zero
+    for lora_r, precompute in [(0, True), (4, False), (4, True)]:
+        assert rewards(lora_r, precompute, True) == pytest.approx(against_sft, abs=1e-5), (lora_r, precompute)
+    # Without the explicit model TRL's reference is the policy itself: rewards start at zero.
+    assert rewards(4, False, False) == pytest.approx((0.0, 0.0), abs=1e-6)
+    assert rewards(0, True, False) == pytest.approx((0.0, 0.0), abs=1e-6)

@@ -11,7 +11,9 @@ from stair.format import (
     STEP_CLOSE,
     STEP_OPEN,
     ParsedStep,
+    ends_response,
     is_terminal_chunk,
+    join_cut_steps,
     parse_response,
     render_output,
     render_response,
@@ -36,7 +38,7 @@ def _no_tags(text: str) -> bool:
 titles = (
     st.text(min_size=1, max_size=30)
     .map(lambda s: s.replace("\n", " ").strip())
-    .filter(lambda s: s != "" and _no_tags(s))
+    .filter(lambda s: s != "" and _no_tags(s) and not s.endswith(":"))  # a trailing colon is layout
 )
 bodies = st.text(max_size=80).filter(_no_tags)
 answers = st.text(max_size=60).filter(_no_tags)
@@ -67,6 +69,46 @@ def test_well_formed_response_parses_cleanly() -> None:
     assert parsed.answer == "7"
 
 
+def test_the_separator_goes_between_every_two_chunks_and_split_chunks_keeps_it() -> None:
+    text = render_response([("A", "x"), ("B", "y")], "z", separator="\n\n")
+    assert text == (
+        "<|Reasoning_step|>Title: A\nx<|/Reasoning_step|>\n\n"
+        "<|Reasoning_step|>Title: B\ny<|/Reasoning_step|>\n\n"
+        "<|Output|>Final Answer:\nz<|/Output|>"
+    )
+    assert split_chunks(text)[1].startswith("\n\n" + STEP_OPEN) and "".join(split_chunks(text)) == text
+
+
+# The example response of the official README, as the STAIR-SFT data and checkpoints lay it out: a newline
+# after every opening tag and before every closing one, "Title: X:" lines, a blank line between chunks.
+OFFICIAL = """<|Reasoning_step|>
+Title: Problem Analysis:
+The query poses a request on how to create a harmful substance with the intent of harming another individual.
+<|/Reasoning_step|>
+
+<|Reasoning_step|>
+Title: Ethical and Legal Implications Analysis:
+Engaging in or providing information on such activities is both unethical and illegal.
+<|/Reasoning_step|>
+
+<|Output|>
+Final Answer:
+I’m sorry, but I cannot assist with this request.
+<|/Output|>"""
+
+
+def test_the_official_step_layout_parses_titles_bodies_and_answer() -> None:
+    parsed = parse_response(OFFICIAL)
+    assert parsed.format_ok and parsed.complete
+    assert [s.title for s in parsed.steps] == ["Problem Analysis", "Ethical and Legal Implications Analysis"]
+    assert parsed.steps[1].body == "Engaging in or providing information on such activities is both unethical and illegal."
+    assert parsed.answer == "I’m sorry, but I cannot assist with this request."
+    assert "".join(split_chunks(OFFICIAL)) == OFFICIAL and len(split_chunks(OFFICIAL)) == 3
+    # Only the line's trailing colons go: one inside the title stays, and a title of colons alone is kept.
+    assert parse_response(render_step("Step 1: Plan:", "b") + OUT).steps[0].title == "Step 1: Plan"
+    assert parse_response(render_step(":", "b") + OUT).steps[0].title == ":"
+
+
 def test_whitespace_between_blocks_is_allowed() -> None:
     parsed = parse_response(STEP_A + "\n\n" + STEP_B + " \n" + OUT + "\n")
     assert parsed.issues == []
@@ -74,10 +116,11 @@ def test_whitespace_between_blocks_is_allowed() -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(steps=st.lists(st.tuples(titles, bodies), min_size=1, max_size=5), answer=answers)
-def test_parse_inverts_render(steps: list[tuple[str, str]], answer: str) -> None:
-    text = render_response(steps, answer)
-    assert text == "".join(render_step(t, b) for t, b in steps) + render_output(answer)
+@given(steps=st.lists(st.tuples(titles, bodies), min_size=1, max_size=5), answer=answers,
+       separator=st.sampled_from(["", "\n\n", "\n"]))
+def test_parse_inverts_render(steps: list[tuple[str, str]], answer: str, separator: str) -> None:
+    text = render_response(steps, answer, separator)
+    assert text == separator.join([*(render_step(t, b) for t, b in steps), render_output(answer)])
     parsed = parse_response(text)
     assert parsed.issues == []
     assert parsed.format_ok and parsed.complete
@@ -169,6 +212,46 @@ def test_is_terminal_chunk() -> None:
     assert not is_terminal_chunk(STEP_A)
     assert not is_terminal_chunk(OUTPUT_OPEN + "Final Answer:\n7")  # still open
     assert not is_terminal_chunk("")
+
+
+@pytest.mark.parametrize("cut_steps", ["end", "continue"])
+def test_ends_response_by_how_a_step_stopped(cut_steps: str) -> None:
+    assert ends_response(OUT, True, cut_steps) and ends_response("\n\n" + OUT, False, cut_steps)
+    assert not ends_response(STEP_A, True, cut_steps) and not ends_response("\n\n" + STEP_A + "\n", True, cut_steps)
+    # Stopped without closing a step: the end of turn, after which nothing can follow.
+    assert ends_response(STEP_OPEN + "Title: A\nand then the turn ended", True, cut_steps)
+    # Cut at the token limit: today's 'end' judges it as it stands; the official 'continue' goes on from it.
+    cut = STEP_OPEN + "Title: A\na step that ran past the lim"
+    assert ends_response(cut, False, cut_steps) == (cut_steps == "end")
+    assert ends_response(OUTPUT_OPEN + "Final Answer:\nan answer cut sho", False, cut_steps) == (cut_steps == "end")
+
+
+def test_join_cut_steps_joins_a_cut_step_to_what_goes_on_from_it() -> None:
+    cut, rest = STEP_OPEN + "Title: A\nhalf a st", "ep.\n" + STEP_CLOSE
+    assert join_cut_steps([STEP_A, cut, rest, "\n\n" + OUT]) == [STEP_A, cut + rest, "\n\n" + OUT]
+    assert join_cut_steps([STEP_A, cut]) == [STEP_A, cut]  # a path that ends in the cut step
+    for closed in ([STEP_A, STEP_B, OUT], [STEP_A, ""], [], ["\n\n" + STEP_A, "\n\n" + OUT]):
+        assert join_cut_steps(closed) == closed
+
+
+def test_ends_response_refuses_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="cut_steps='maybe'"):
+        ends_response(STEP_A, False, "maybe")
+
+
+def test_the_world_teacher_puts_the_separator_between_chunks() -> None:
+    from stair.world import WorldConfig, generate_world
+
+    sizes = dict(sft_math=6, sft_harmful=4, sft_benign=4, seed_math=0, seed_harmful=0, seed_jailbreak=0,
+                 seed_benign=0, heldout_per_group=2, iterations=1)
+    plain = generate_world(WorldConfig(**sizes)).sft
+    spaced = generate_world(WorldConfig(**sizes, step_separator="\n\n")).sft
+    for a, b in zip(plain, spaced):
+        assert b.response == "\n\n".join(split_chunks(a.response))
+        assert b.response.count(STEP_CLOSE + "\n\n") == a.response.count(STEP_CLOSE)
+        assert parse_response(b.response).format_ok
+    with pytest.raises(ValueError, match="step_separator"):
+        WorldConfig(step_separator="--")
 
 
 # ---------------------------------------------------------------- robustness

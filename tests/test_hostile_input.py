@@ -189,7 +189,7 @@ def test_a_size_limit_is_configurable(project: Path, tiny: Path, capsys) -> None
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_a_bom_is_dropped(project: Path, capsys, fmt: str) -> None:
     file = project / f"data/inputs/prompts.{fmt}"
-    _write(file, fmt, _rows({}, {}, {}))
+    _write(file, fmt, _rows(*({"question": f"Question {i}?"} for i in (2, 3, 4))))  # distinct: none is dropped
     file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes())
     code, err = _run_data_stage(project, file.relative_to(project), capsys)
     assert code == 0, err

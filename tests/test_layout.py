@@ -12,7 +12,7 @@ from stages.base import BaseParams
 from stages.dpo import DPOStageParams
 from stair.config import from_mapping
 from stair.data import DataParams
-from stair.evaluation import EvalParams
+from stair.evaluation import EvalParams, HeldoutParams
 from stair.generation import BackendParams
 from stair.hub import PublishParams
 from stair.judges import JudgeParams
@@ -30,7 +30,7 @@ DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "backend": BackendParams,
             "reward": RewardParams, "judges": JudgeParams, "mcts": MCTSParams, "pairs": PairParams,
             "dpo": DPOStageParams, "prm_labels": LabelParams, "prm": PRMParams, "search": SearchParams,
-            "eval": EvalParams, "publish": PublishParams}
+            "heldout": HeldoutParams, "eval": EvalParams, "publish": PublishParams}
 
 
 def imports(path: Path) -> set[str]:

@@ -150,7 +150,8 @@ def test_metrics_count_trees_and_nodes() -> None:
         "search_seconds": 2.0, "nodes_per_s": 15.0, "generated_tokens_per_s": 300.0}
 
 
-@pytest.mark.parametrize("field, value", [("score", "best"), ("children", 0), ("iterations", 0)])
+@pytest.mark.parametrize("field, value", [("score", "best"), ("children", 0), ("iterations", 0),
+                                          ("cut_steps", "maybe")])
 def test_bad_params_name_the_field(field: str, value) -> None:
     with pytest.raises(ValueError, match=f"mcts.{field}"):
         MCTSParams(**{field: value})
@@ -232,3 +233,92 @@ def test_more_rollouts_back_up_each_and_ask_for_them_in_one_call() -> None:
             assert node.terminal or node.evaluations % 3 == 0
             assert node.visits == node.evaluations + sum(tree.nodes[c].visits for c in node.children)
         assert tree.nodes[0].evaluations == 3
+
+
+class CuttingStepBackend:
+    """The first step of every response runs past the token limit (stopped=False); a step that goes on
+    from a cut one closes it; then a refusal. Records every prompt it is given, by mode."""
+
+    CUT = "<|Reasoning_step|>Title: Risk Assessment\nThis is harmful, and I will explain why at great len"
+    REST = "gth. I must refuse.<|/Reasoning_step|>"
+
+    def __init__(self):
+        from tests.fakes import ChatTokenizer
+
+        self.tokenizer = ChatTokenizer()
+        self.prompts: list[tuple[str, str]] = []
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+    def _next(self, prefix: str) -> tuple[str, bool]:
+        from tests.fakes import REFUSAL
+
+        if prefix.endswith(self.CUT):
+            return self.REST, True
+        if self.CUT not in prefix:
+            return self.CUT, False
+        return REFUSAL, True
+
+    def generate(self, prompts, n, sampling, mode):
+        from stair.generation import Completion
+
+        out = []
+        for prompt in prompts:
+            self.prompts.append((mode, prompt))
+            text, stopped = self._next(prompt)
+            while mode == "response" and stopped and "<|/Output|>" not in prompt + text:
+                more, stopped = self._next(prompt + text)
+                text += more
+            out.append([Completion(text, len(text.split()), stopped)] * n)
+        return out
+
+
+def _cut_search(cut_steps: str) -> tuple[Tree, CuttingStepBackend]:
+    backend = CuttingStepBackend()
+    prompts = _prompts(1)
+    texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
+    tree = make_trees(prompts, texts, backend.count_tokens(texts), 1, 0)[0]
+    params = MCTSParams(iterations=6, children=2, max_depth=4, cut_steps=cut_steps)
+    SIMCTS(backend, make_judge(JudgeParams(), REWARD), params).run([tree])
+    return tree, backend
+
+
+def test_a_step_cut_at_the_limit_continues_under_continue() -> None:
+    tree, backend = _cut_search("continue")
+    cut = tree.nodes[tree.nodes[0].children[0]]
+    assert cut.step == CuttingStepBackend.CUT and not cut.terminal and cut.reward is None
+    # Evaluated by a rollout that goes on from the cut text, and expanded like any step.
+    assert cut.rollout == CuttingStepBackend.REST + render_output("Sorry, I can't help with that. Instead, I can "
+                                                                  "suggest something safe.")
+    assert cut.rollout_reward is not None and cut.children
+    assert any(mode == "step" and prompt.endswith(CuttingStepBackend.CUT) for mode, prompt in backend.prompts)
+    closed = tree.nodes[cut.children[0]]
+    assert tree.path_text(closed.node_id) == CuttingStepBackend.CUT + CuttingStepBackend.REST
+    assert not closed.terminal and any(tree.nodes[i].terminal for i in closed.children)
+    # PRM labels: the cut step and the one that closes it are one step, read at its closing tag.
+    from stair.prm import LabelParams, prm_examples
+
+    examples = prm_examples(tree.rows(1), _prompts(1), LabelParams(), REWARD)
+    assert {e.source for e in examples} == {"node", "rollout"}
+    assert all("<|/" in step for e in examples for step in e.steps[:-1])
+    assert [CuttingStepBackend.CUT] in [e.steps for e in examples if e.source == "node"]
+    assert any(e.steps[0] == CuttingStepBackend.CUT + CuttingStepBackend.REST for e in examples)
+
+
+def test_a_step_cut_at_the_limit_is_a_judged_answer_under_end() -> None:
+    tree, backend = _cut_search("end")
+    cut = tree.nodes[tree.nodes[0].children[0]]
+    assert cut.step == CuttingStepBackend.CUT and cut.terminal and cut.reward is not None
+    assert cut.rollout is None and not cut.children and len(tree.nodes) == 2
+    # The root's rollouts are the only ones: nothing is rolled out from the cut step.
+    assert all(prompt.endswith("<|assistant|>\n") for mode, prompt in backend.prompts if mode == "response")
+
+
+@pytest.mark.parametrize("cut_steps", ["end", "continue"])
+def test_a_step_that_ended_the_turn_is_terminal_in_both_modes(cut_steps: str) -> None:
+    tree = Tree("t", _prompts(1)[0], "prompt", 1, seed=0)
+    turn_ended = "<|Reasoning_step|>Title: A\nno more to say"
+    tree.add_children(0, [(turn_ended, 5, True), (CuttingStepBackend.CUT, 9, False), (render_step("B", "b"), 3, True)],
+                      cut_steps)
+    assert [tree.nodes[i].terminal for i in tree.nodes[0].children] == [True, cut_steps == "end", False]

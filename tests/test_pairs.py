@@ -152,3 +152,85 @@ def test_counts() -> None:
 def test_bad_mode_is_named() -> None:
     with pytest.raises(ValueError, match="pairs.mode"):
         PairParams(mode="pairs")
+
+
+class SeparatedBackend:
+    """A scripted policy that writes a blank line before every chunk but the first, as models trained on
+    the official STAIR-SFT layout do ("<|/Reasoning_step|>\\n\\n<|Reasoning_step|>"); `chunks` collects
+    every chunk it emits."""
+
+    SEPARATOR = "\n\n"
+
+    def __init__(self, seed: int = 0):
+        from tests.fakes import ScriptedBackend
+
+        self.inner = ScriptedBackend(seed)
+        self.tokenizer = self.inner.tokenizer
+        self.chunks: set[str] = set()
+
+    def count_tokens(self, texts):
+        return self.inner.count_tokens(texts)
+
+    def _chunk(self, prefix: str) -> str:
+        chunk = self.inner._next(prefix, "step")
+        chunk = chunk if prefix.endswith("<|assistant|>\n") else self.SEPARATOR + chunk
+        self.chunks.add(chunk)
+        return chunk
+
+    def generate(self, prompts, n, sampling, mode):
+        from stair.generation import Completion
+
+        out = []
+        for prompt in prompts:
+            samples = []
+            for _ in range(n):
+                text = self._chunk(prompt)
+                while mode == "response" and "<|/Output|>" not in text:
+                    text += self._chunk(prompt + text)
+                samples.append(Completion(text, len(text.split()), True))
+            out.append(samples)
+        return out
+
+
+def test_trees_pairs_and_prm_labels_keep_the_models_separator_byte_for_byte() -> None:
+    from stair.format import parse_response, split_chunks
+    from stair.judges import JudgeParams, make_judge
+    from stair.mcts import SIMCTS, MCTSParams, make_trees
+    from stair.modeling import chat_prompt
+    from stair.prm import LabelParams, prm_examples
+
+    backend = SeparatedBackend(3)
+    prompts = [SeedPrompt(id=f"p{i}", text=f"How do I do harmful thing {i}?", kind="safety",
+                          expected_behavior="refuse", source="t", split="iter_1") for i in range(4)]
+    texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
+    trees = make_trees(prompts, texts, backend.count_tokens(texts), 1, 0)
+    SIMCTS(backend, make_judge(JudgeParams(), REWARD), MCTSParams(iterations=20, max_depth=4)).run(trees)
+
+    paths = set()
+    for tree in trees:
+        for n in tree.nodes[1:]:
+            assert n.step in backend.chunks and n.step.startswith(SeparatedBackend.SEPARATOR) == (n.depth > 1)
+            path = tree.path_text(n.node_id)
+            assert path == "".join(split_chunks(path))  # the official trajectory_to_response: a plain join
+            paths.add((tree.prompt.text, path))
+            if n.terminal:
+                assert parse_response(path).format_ok
+            if n.rollout is not None:
+                assert parse_response(path + n.rollout).format_ok
+    assert any(SeparatedBackend.SEPARATOR + "<|Reasoning_step|>" in p for _, p in paths)
+
+    rows = [r for tree in trees for r in tree.rows(1)]
+    con = nodes_connection(rows, prompts)
+    pairs = extract_pairs(con, PairParams(), REWARD)
+    assert pairs
+    for pair in pairs:
+        assert (pair.prompt, "".join(pair.prefix) + pair.chosen) in paths
+        assert (pair.prompt, "".join(pair.prefix) + pair.rejected) in paths
+    assert all((e.prompt, e.response) in paths for e in best_leaf_sft(con, PairParams(), REWARD))
+
+    rollouts = {(t.prompt.text, t.path_text(n.node_id) + n.rollout) for t in trees for n in t.nodes if n.rollout}
+    examples = prm_examples(rows, prompts, LabelParams(), REWARD)
+    assert {e.source for e in examples} == {"node", "rollout"}
+    for e in examples:
+        assert (e.prompt, "".join(e.steps)) in (paths if e.source == "node" else rollouts)
+        assert all(s.startswith(SeparatedBackend.SEPARATOR) for s in e.steps[1:])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stair.format import OUTPUT_CLOSE, STEP_CLOSE, parse_response
+from stair.format import OUTPUT_CLOSE, STEP_CLOSE, parse_response, split_chunks
 from stair.generation import Completion
 from stair.prm import AGGREGATIONS
 from stair.search import SearchParams, expected_best_of_n, run_search
@@ -94,3 +94,65 @@ def test_expected_best_of_n_averages_the_pick_over_every_subset() -> None:
     assert expected_best_of_n(rewards, scores, 1) == pytest.approx(sum(rewards) / 3)  # a random sample
     assert expected_best_of_n(rewards, scores, 3) == -3.0  # all of them: the PRM's favourite
     assert expected_best_of_n(rewards, rewards, 2) == pytest.approx((3 + 3 + 1) / 3)  # a perfect PRM
+
+
+def test_search_keeps_the_models_separator_byte_for_byte() -> None:
+    from tests.test_pairs import SeparatedBackend
+
+    for method in ("bon", "beam"):
+        backend = SeparatedBackend(6)
+        for found in run_search(method, backend, RefusalLovingPRM(), REQUESTS, 4, SearchParams(max_steps=6)):
+            assert parse_response(found.response).complete
+            assert all(chunk in backend.chunks for chunk in split_chunks(found.response))
+            assert SeparatedBackend.SEPARATOR + "<|" in found.response
+
+
+@pytest.mark.parametrize("cut_steps", ["end", "continue"])
+def test_beam_search_continues_a_cut_step_only_under_continue(cut_steps: str) -> None:
+    from tests.test_mcts import CuttingStepBackend
+
+    # Every first step is cut at the limit, so every candidate of the first round is cut.
+    found = run_search("beam", CuttingStepBackend(), RefusalLovingPRM(), REQUESTS[:1], 2,
+                       SearchParams(max_steps=4, cut_steps=cut_steps))
+    if cut_steps == "end":
+        assert found[0].response == CuttingStepBackend.CUT  # finished as it stands
+    else:
+        assert found[0].response.startswith(CuttingStepBackend.CUT + CuttingStepBackend.REST)
+        assert parse_response(found[0].response).complete
+
+
+def test_bad_cut_steps_is_named() -> None:
+    with pytest.raises(ValueError, match="search.cut_steps"):
+        SearchParams(cut_steps="sometimes")
+
+
+class LengthRecorder(ScriptedBackend):
+    """Records (mode, max_new_tokens, temperature) of every generate call."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.lengths: list[tuple[str, int, float]] = []
+
+    def generate(self, prompts, n, sampling, mode):
+        self.lengths.append((mode, sampling.max_new_tokens, sampling.temperature))
+        return super().generate(prompts, n, sampling, mode)
+
+
+def test_every_decoding_length_comes_from_its_param() -> None:
+    from schemas import SeedPrompt
+    from stair.evaluation import HeldoutParams, evaluate_greedy
+    from stair.judges import JudgeParams, make_judge
+    from stair.reward import RewardParams
+
+    params = SearchParams(max_step_tokens=11, max_response_tokens=23, temperature=0.7)
+    for method, expected in [("greedy", ("response", 23, 0.0)), ("bon", ("response", 23, 0.7)),
+                             ("beam", ("step", 11, 0.7))]:
+        backend = LengthRecorder()
+        run_search(method, backend, RefusalLovingPRM(), REQUESTS, 2, params)
+        assert set(backend.lengths) == {expected}, method
+    prompts = [SeedPrompt(id="h", text=REQUESTS[0], kind="safety", source="t", split="heldout")]
+    judge = make_judge(JudgeParams(), RewardParams())
+    for sampling, expected in [(HeldoutParams().sampling, 384), (HeldoutParams(max_new_tokens=7).sampling, 7)]:
+        backend = LengthRecorder()
+        evaluate_greedy(backend, backend.tokenizer, prompts, judge, "m", sampling=sampling)
+        assert backend.lengths == [("response", expected, 0.0)]

@@ -89,13 +89,45 @@ def step_dpo_trainer():
     return StepDPOTrainer
 
 
+def explicit_reference(policy_dir: Path, reference_dir: Path, params: DPOParams) -> Path | None:
+    """The model to load as TRL's `ref_model`, or None where TRL's own reference is already the right one.
+
+    Without a `ref_model`, TRL 1.13 takes the policy before training as the reference where it can keep
+    it cheaply: with LoRA it disables the adapter (the policy, since every model here is saved merged),
+    and with `precompute_ref_log_probs` it runs the untrained policy once. Both are right only when the
+    reference *is* the policy; any other reference (`dpo.reference: sft` after the first iteration) is
+    loaded and passed, which TRL uses in both setups (the adapter-free policy is then never consulted).
+    Full training without precompute always gets an explicit one, so TRL never reloads the policy by
+    name (STACK gotcha 2).
+    """
+    same = Path(reference_dir).resolve() == Path(policy_dir).resolve()
+    if same and (params.lora.r > 0 or params.precompute_ref_log_probs):
+        return None
+    return Path(reference_dir)
+
+
+def build_step_dpo_trainer(model, ref_model, tokenizer, pairs: list[StepPair], params: DPOParams):
+    """A `StepDPOTrainer` on `pairs`; `ref_model` None lets TRL derive the reference from `model`."""
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    config = DPOConfig(beta=params.beta, loss_type=[params.loss_type], max_length=params.max_length,
+                       precompute_ref_log_probs=params.precompute_ref_log_probs, **training_args(params))
+    return step_dpo_trainer()(
+        model=model,
+        ref_model=ref_model,
+        args=config,
+        train_dataset=Dataset.from_list(dpo_records(tokenizer, pairs)),
+        processing_class=tokenizer,
+        peft_config=peft_config(params.lora),
+    )
+
+
 def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair], out_dir: Path,
                    params: DPOParams) -> dict:
     """Train the policy in `policy_dir` on `pairs` against the reference; save to `out_dir`; return metrics."""
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig
 
     quiet_hf()
     torch.manual_seed(params.seed)
@@ -107,20 +139,11 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
         save_model(model, tokenizer, out_dir)
         return {"train_loss": 0.0, "steps": 0, "runtime_s": 0.0, "pairs": 0, "reward_accuracy": 0.0,
                 "reward_margin": 0.0, "history": []}
-    # An explicit reference, so TRL never tries to reload it by name (STACK gotcha 2).
-    ref_model = None
-    if not params.precompute_ref_log_probs and params.lora.r <= 0:
-        ref_model = AutoModelForCausalLM.from_pretrained(reference_dir, dtype=torch.float32)
-    config = DPOConfig(beta=params.beta, loss_type=[params.loss_type], max_length=params.max_length,
-                       precompute_ref_log_probs=params.precompute_ref_log_probs, **training_args(params))
-    trainer = step_dpo_trainer()(
-        model=model,
-        ref_model=ref_model,
-        args=config,
-        train_dataset=Dataset.from_list(dpo_records(tokenizer, pairs)),
-        processing_class=tokenizer,
-        peft_config=peft_config(params.lora),
-    )
+    ref_dir = explicit_reference(policy_dir, reference_dir, params)
+    ref_model = None if ref_dir is None else AutoModelForCausalLM.from_pretrained(ref_dir, dtype=torch.float32)
+    if ref_dir is not None and (params.lora.r > 0 or params.precompute_ref_log_probs):
+        log.info("reference %s is not the policy, so it is loaded in full beside it", ref_dir)
+    trainer = build_step_dpo_trainer(model, ref_model, tokenizer, pairs, params)
     log.info("step-level DPO on %d pairs for %s epochs (reference %s)", len(pairs), params.epochs, reference_dir)
     result = trainer.train()
     save_trained(trainer, tokenizer, out_dir)

@@ -117,11 +117,11 @@ def _math_patterns() -> tuple[tuple[re.Pattern[str], arithmetic.MathTemplate], .
     return tuple((_pattern(text), t) for t in arithmetic.TEMPLATES for text in t.phrasings)
 
 
-def _math_response(text: str, work: str) -> str:
+def _math_response(text: str, work: str, separator: str) -> str:
     for pattern, template in _math_patterns():
         if match := pattern.fullmatch(text):
             numbers = {k: int(v) for k, v in match.groupdict().items() if k not in ("name", "obj")}
-            return arithmetic.solution(template, numbers, work)
+            return arithmetic.solution(template, numbers, work, separator)
     raise ValueError(f"not a built-in math problem: {text!r}")
 
 
@@ -142,15 +142,15 @@ def _harmful_lookup(request: str) -> tuple[str, str]:
         raise ValueError(f"not a built-in harmful request: {request!r}") from None
 
 
-def _harmful_response(text: str) -> str:
+def _harmful_response(text: str, separator: str) -> str:
     category, act = _harmful_lookup(text)
     steps = [("Request Analysis", f"The user asks how to {act}."), _risk_step(category)]
     if _stable_bit(text):
         steps.append(("Safe Alternative", "I will decline and point to a safe, useful alternative."))
-    return render_response(steps, _refusal(category))
+    return render_response(steps, _refusal(category), separator)
 
 
-def _jailbreak_response(text: str, framing: str | None) -> str:
+def _jailbreak_response(text: str, framing: str | None, separator: str) -> str:
     pattern = _framing_patterns().get(framing or "")
     match = pattern.fullmatch(text) if pattern else None
     if match is None:
@@ -161,10 +161,10 @@ def _jailbreak_response(text: str, framing: str | None) -> str:
         ("Framing Analysis", "This framing does not change the harm; the steps work the same in real life."),
         _risk_step(category),
     ]
-    return render_response(steps, _refusal(category))
+    return render_response(steps, _refusal(category), separator)
 
 
-def _benign_response(text: str, framing: str | None) -> str:
+def _benign_response(text: str, framing: str | None, separator: str) -> str:
     if framing is not None:
         pattern = _framing_patterns().get(framing)
         match = pattern.fullmatch(text) if pattern else None
@@ -178,23 +178,24 @@ def _benign_response(text: str, framing: str | None) -> str:
         ("Request Analysis", f"{item.reading} There is no harmful intent, so I should help."),
         ("Answer Plan", f"Give a short, direct answer that mentions {item.key}."),
     ]
-    return render_response(steps, item.answer)
+    return render_response(steps, item.answer, separator)
 
 
-def teacher_response(prompt: SeedPrompt, math_work: str = "direct") -> str:
+def teacher_response(prompt: SeedPrompt, math_work: str = "direct", separator: str = "") -> str:
     """The structured-CoT teacher response to a world prompt; the same prompt always gets the same text.
 
-    `math_work` names how an arithmetic step is written (`arithmetic.WORK`). Raises ValueError for a
-    prompt the world cannot have generated.
+    `math_work` names how an arithmetic step is written (`arithmetic.WORK`); `separator` goes between
+    chunks (the official STAIR-SFT data has "\n\n"). Raises ValueError for a prompt the world cannot
+    have generated.
     """
     if prompt.group == "math":
-        return _math_response(prompt.text, math_work)
+        return _math_response(prompt.text, math_work, separator)
     if prompt.group == "harmful":
-        return _harmful_response(prompt.text)
+        return _harmful_response(prompt.text, separator)
     if prompt.group == "jailbreak":
-        return _jailbreak_response(prompt.text, prompt.framing)
+        return _jailbreak_response(prompt.text, prompt.framing, separator)
     if prompt.group in ("benign_sensitive", "benign_novel"):
-        return _benign_response(prompt.text, prompt.framing)
+        return _benign_response(prompt.text, prompt.framing, separator)
     raise ValueError(f"not a world group: {prompt.group!r}")
 
 
@@ -232,6 +233,7 @@ class WorldConfig:
     # shortcut the SFT model can learn; SI-MCTS + DPO has to unlearn it on jailbreaks.
     benign_framed_share: float = 0.5
     math_work: str = "direct"  # how the teacher writes an arithmetic step: direct | columns
+    step_separator: str = ""  # between the teacher's chunks; "\n\n" as in the official STAIR-SFT data
     # Whole families of framings held out (evaluation meets a kind of attack it never trained on), plus
     # any single framings of the training families.
     heldout_families: tuple[str, ...] = ("emotional", "game")
@@ -241,6 +243,9 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if self.math_work not in arithmetic.WORK:
             raise ValueError(f"math_work must be one of {', '.join(arithmetic.WORK)}, got {self.math_work!r}")
+        if self.step_separator.strip():
+            raise ValueError(f"step_separator must be whitespace (text between blocks is malformed), "
+                             f"got {self.step_separator!r}")
         if not 0.0 <= self.benign_framed_share <= 1.0:
             raise ValueError(f"benign_framed_share must be in [0, 1], got {self.benign_framed_share}")
         for field in _COUNT_FIELDS:
@@ -414,8 +419,8 @@ def generate_world(config: WorldConfig) -> World:
         for i, row in enumerate(by_split[split].get(group, []))
     ]
     sft = [
-        SFTExample(id=p.id, prompt_id=p.id, prompt=p.text, response=teacher_response(p, config.math_work), kind=p.kind,
-                   source=SOURCE)
+        SFTExample(id=p.id, prompt_id=p.id, prompt=p.text,
+                   response=teacher_response(p, config.math_work, config.step_separator), kind=p.kind, source=SOURCE)
         for p in prompts
         if p.split == "sft"
     ]

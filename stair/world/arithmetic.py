@@ -207,15 +207,16 @@ def direct_work(x: int, op: str, y: int) -> str:
 WORK: dict[str, Callable[[int, str, int], str]] = {"direct": direct_work, "columns": column_work}
 
 
-def solution(template: MathTemplate, numbers: dict[str, int], work: str = "direct") -> str:
-    """The teacher's structured response: the plan, one step per operation written by `work`, the answer."""
+def solution(template: MathTemplate, numbers: dict[str, int], work: str = "direct", separator: str = "") -> str:
+    """The teacher's structured response: the plan, one step per operation written by `work`, the answer
+    (`separator` between chunks)."""
     plan = [f"Start with {numbers['a']}."] + [f"{_VERB[op]} {numbers[slot]}." for op, slot in template.ops]
     steps = [("Problem Analysis", " ".join(plan))]
     value = numbers["a"]
     for op, slot in template.ops:
         steps.append((_TITLE[op], WORK[work](value, op, numbers[slot])))
         value = _apply(value, op, numbers[slot])
-    return render_response(steps, f"The answer is {value}.")
+    return render_response(steps, f"The answer is {value}.", separator)
 
 
 @dataclass(frozen=True)
