@@ -12,6 +12,7 @@ from pathlib import Path
 from stair.config import ParamsError
 from stair.data import MAX_RECORD_CHARS
 from stair.hub import HubUnavailable, hub_offline
+from stair.profiles import PARAMS, PROFILES
 from stair.store import ArtifactError, check_replaceable, connect, find_artifacts, pipeline_outputs
 
 # What a user can get wrong; anything else is a bug and keeps its traceback.
@@ -242,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                              epilog="example: stair profile paper-llama-3.1-8b && dvc repro")
     profile.add_argument("names", nargs="*", help="profiles to apply, in order (later ones win)")
     profile.add_argument("--list", action="store_true", help="list the profiles")
-    profile.add_argument("--folder", type=Path, default=Path("profiles"))
-    profile.add_argument("--params", type=Path, default=Path("params.yaml"))
+    profile.add_argument("--folder", type=Path, default=PROFILES)
+    profile.add_argument("--params", type=Path, default=PARAMS)
     profile.set_defaults(func=cmd_profile)
     return parser
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from stair.config import ParamsError
 
 PROFILES = Path("profiles")
+PARAMS = Path("params.yaml")  # the one library module that touches params.yaml: it writes it, never reads a value
 # Mappings whose keys are the user's (iterations, columns, suites, configs): a profile replaces them whole.
 FREE_FORM = {("loop",), ("data", "sft_columns"), ("data", "prompt_columns"), ("eval", "suites"),
              ("publish", "configs")}
