@@ -1,4 +1,5 @@
-"""The `stair` command: query artifacts with SQL, try a model by hand, evaluate a model on a file.
+"""The `stair` command: query artifacts with SQL, try a model by hand, evaluate a model on a file, pull a
+published dataset, switch params to a profile.
 
 Bad input (a malformed file, a missing model, an offline Hub id, a folder `--out` must not replace) ends
 with one line naming what is wrong and exit status 1; `--debug` shows the traceback instead.
@@ -11,6 +12,7 @@ from pathlib import Path
 from stair.config import ParamsError
 from stair.data import MAX_RECORD_CHARS
 from stair.hub import HubUnavailable, hub_offline
+from stair.profiles import PARAMS, PROFILES
 from stair.store import ArtifactError, check_replaceable, connect, find_artifacts, pipeline_outputs
 
 # What a user can get wrong; anything else is a bug and keeps its traceback.
@@ -159,6 +161,22 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from stair.profiles import apply_profile, available, load_profile, merge
+
+    if args.list or not args.names:
+        for name in available(args.folder):
+            print(name)
+        return 0
+    settings: dict = {}
+    for name in args.names:
+        settings = merge(settings, load_profile(name, args.folder))
+    changes = apply_profile(settings, args.params)
+    print("\n".join(changes) if changes else f"{args.params} already has every value of {' + '.join(args.names)}")
+    print(f"{len(changes)} value(s) changed in {args.params} (undo: git checkout {args.params})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stair", description="STAIR pipeline tools")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error")
@@ -220,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "(never a pipeline output)")
     pull.add_argument("--force", action="store_true", help="let --out replace a folder of anything else")
     pull.set_defaults(func=cmd_pull)
+
+    profile = sub.add_parser("profile", help="write a named set of params (profiles/<name>.yaml) into params.yaml",
+                             epilog="example: stair profile paper-llama-3.1-8b && dvc repro")
+    profile.add_argument("names", nargs="*", help="profiles to apply, in order (later ones win)")
+    profile.add_argument("--list", action="store_true", help="list the profiles")
+    profile.add_argument("--folder", type=Path, default=PROFILES)
+    profile.add_argument("--params", type=Path, default=PARAMS)
+    profile.set_defaults(func=cmd_profile)
     return parser
 
 

@@ -76,15 +76,19 @@ class TransformersBackend:
         self.seed = seed
         self.calls = 0
         tokenizer.padding_side = "left"
-        end = tokenizer.eos_token_id
+        # Ends of text: the tokenizer's EOS and every id the model's generation config stops at (Llama-3:
+        # <|end_of_text|> and <|eot_id|>); their text is dropped from completions.
+        configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        configured = [] if configured is None else [configured] if isinstance(configured, int) else configured
+        ends = {tokenizer.eos_token_id, *configured} - {None}
         # A model without the format tokens (an external judge) maps them to None or <unk>: it stops at its end.
         step, output = (tokenizer.convert_tokens_to_ids(t) for t in (STEP_CLOSE, OUTPUT_CLOSE))
         unknown = {None, getattr(tokenizer, "unk_token_id", None)}
         self._stop_ids = {
-            "step": sorted({step, output, end} - unknown),
-            "response": sorted({output, end} - unknown),
+            "step": sorted({step, output, *ends} - unknown),
+            "response": sorted({output, *ends} - unknown),
         }
-        self._strip = [t for t in {tokenizer.pad_token, tokenizer.eos_token} if t]
+        self._strip = sorted({t for t in (tokenizer.pad_token, *tokenizer.convert_ids_to_tokens(sorted(ends))) if t})
 
     @classmethod
     def from_path(cls, path, device: str = "cpu", dtype: str = "float32", batch_size: int = 256,
@@ -197,7 +201,11 @@ class VLLMBackend:
             include_stop_str_in_output=True,
             skip_special_tokens=False,
         )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        # Token ids, not text: vLLM would tokenize text with add_special_tokens and put a second BOS in front
+        # of the one the chat template already wrote.
+        token_prompts = [{"prompt_token_ids": ids} for ids in
+                         self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        outputs = self.llm.generate(token_prompts, params, use_tqdm=False)
         results = []
         for request in outputs:
             samples = [Completion(o.text, len(o.token_ids), o.finish_reason == "stop") for o in request.outputs]
@@ -231,6 +239,7 @@ class OpenAIBackend:
             # vLLM/SGLang extensions; servers that do not know them ignore them.
             "top_k": sampling.top_k if sampling.top_k > 0 else -1,
             "include_stop_str_in_output": True, "skip_special_tokens": False,
+            "add_special_tokens": False,  # the prompt is chat-rendered: its BOS is already there
         }
         request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=self.headers)
         try:

@@ -95,7 +95,12 @@ def init_tiny_model(tokenizer, config: TinyModelConfig):
 
 
 def load_pretrained_base(model_id: str, trust_remote_code: bool = False, revision: str | None = None):
-    """A real model and tokenizer, with the format tokens added (and embeddings resized) if missing."""
+    """A real model and tokenizer, with the format tokens added (and embeddings resized) if missing.
+
+    The tokenizer's EOS becomes the chat template's end-of-turn token where the two differ (Llama-3:
+    `<|eot_id|>` rather than `<|end_of_text|>`), so SFT and DPO end answers the way the template ends a
+    turn and generation stops there; the model's generation config stops at both.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
@@ -107,11 +112,33 @@ def load_pretrained_base(model_id: str, trust_remote_code: bool = False, revisio
         log.info("adding %d format tokens to the tokenizer: %s", len(missing), missing)
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
         model.resize_token_embeddings(len(tokenizer))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
+    turn_end = end_of_turn(tokenizer)
+    if turn_end is not None and turn_end != tokenizer.eos_token:
+        log.info("EOS set to the chat template's end of turn %s (was %s)", turn_end, tokenizer.eos_token)
+        tokenizer.eos_token = turn_end
+    stops = model.generation_config.eos_token_id
+    stops = [] if stops is None else [stops] if isinstance(stops, int) else list(stops)
+    if tokenizer.eos_token_id not in stops:
+        model.generation_config.eos_token_id = [*stops, tokenizer.eos_token_id]
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def end_of_turn(tokenizer) -> str | None:
+    """The special token the chat template writes right after an assistant message, if it writes one."""
+    probe = "stair-end-of-turn-probe"
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}], tokenize=False
+    )
+    after = rendered.rpartition(probe)[2]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
+    if not ids:
+        return None
+    added = tokenizer.added_tokens_decoder.get(ids[0])
+    return added.content if added is not None and added.special else None
 
 
 def chat_prompt(tokenizer, request: str) -> str:

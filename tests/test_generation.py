@@ -90,6 +90,7 @@ def test_openai_backend_against_a_local_endpoint(tiny, monkeypatch) -> None:
     assert request["path"] == "/v1/completions" and request["auth"] == "Bearer secret-key"
     assert request["stop"] == [STEP_CLOSE, OUTPUT_CLOSE] and request["n"] == 2 and request["top_k"] == 50
     assert request["include_stop_str_in_output"] is True and request["skip_special_tokens"] is False
+    assert request["add_special_tokens"] is False  # the chat-rendered prompt already has its BOS
 
 
 def test_unknown_backend_is_named(tiny) -> None:

@@ -8,8 +8,6 @@ re-runs, `dvc exp run`, and killing SI-MCTS mid-run.
 
 import hashlib
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +19,8 @@ import yaml
 
 from schemas import EvalRecord, PRMExample, SeedPrompt, SFTExample, StepPair, TreeNode
 from stair.store import read_artifact, read_manifest
+from tests.project import copy_repo, environment, run
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 MICRO = {
@@ -41,27 +39,6 @@ MICRO = {
 }
 
 
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
-def environment() -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "PYTHONUNBUFFERED": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # stages run this venv's python
-    return env
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=environment(), capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -69,22 +46,7 @@ def md5(path: Path) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh git + DVC copy of the repo with micro params, after a full `dvc repro`."""
-    root = tmp_path_factory.mktemp("micro")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        generated = name.startswith(("metrics/", "plots/", "timings/", "data/", "models/"))
-        if name == "dvc.lock" or (generated and not name.startswith("data/inputs/")):
-            continue
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), MICRO)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "micro", "--allow-empty"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "micro"], root)
+    root = copy_repo(tmp_path_factory.mktemp("micro"), MICRO)
     run([sys.executable, "-m", "dvc", "repro"], root)
     return root
 

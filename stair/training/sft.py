@@ -5,11 +5,13 @@ response. TRL computes the loss on completion tokens only and appends EOS (the e
 """
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import SFTExample
 from stair.modeling import chat_prompt
+from stair.store import atomic_dir
 from stair.training.common import (
     TrainParams,
     loss_history,
@@ -29,6 +31,7 @@ class SFTParams(TrainParams):
     epochs: float = 3.0
     learning_rate: float = 2e-3
     max_length: int = 384
+    skip: bool = False  # the base is already format-aligned (a published STAIR SFT checkpoint): keep it as is
 
 
 def sft_records(tokenizer, examples: list[SFTExample]) -> list[dict]:
@@ -37,7 +40,15 @@ def sft_records(tokenizer, examples: list[SFTExample]) -> list[dict]:
 
 
 def train_sft(base_dir: Path, examples: list[SFTExample], out_dir: Path, params: SFTParams) -> dict:
-    """Fine-tune the model in `base_dir` on `examples`; save it to `out_dir`; return training metrics."""
+    """Fine-tune the model in `base_dir` on `examples`; save it to `out_dir`; return training metrics.
+
+    With `params.skip` the base is copied unchanged (steps 0): it already answers in the format.
+    """
+    if params.skip:
+        log.info("sft.skip: %s is already format-aligned; copying it unchanged", base_dir)
+        with atomic_dir(Path(out_dir)) as tmp:
+            shutil.copytree(base_dir, tmp, dirs_exist_ok=True)
+        return {"train_loss": None, "steps": 0, "runtime_s": 0.0, "examples": 0, "history": []}
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
