@@ -26,6 +26,8 @@ def _yaml():
     yaml = YAML()  # round-trip: comments and key order survive
     yaml.width = 4096
     yaml.preserve_quotes = True
+    yaml.representer.add_representer(  # `null`, as written, rather than ruamel's empty value
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
     return yaml
 
 

@@ -160,7 +160,7 @@ def test_the_published_stair_layouts_load_through_the_data_stage(project: Path, 
     assert [e.response for e in sft] == [r["answer"] for r in STAIR_SFT]
     parsed = parse_response(sft[0].response)
     assert parsed.format_ok and len(parsed.steps) == 2 and parsed.answer.startswith("I'm sorry")
-    assert parsed.steps[0].title == "Problem Analysis:"
+    assert parsed.steps[0].title == "Problem Analysis"  # the official "Title: X:" line, its colon dropped
     prompts = {p.text: p for p in read_artifact(project / "data/prompts", SeedPrompt)}
     assert len(prompts) == 4 and sum(p.split == "heldout" for p in prompts.values()) == 1
     first, second, attack, _ = (prompts[r["question"]] for r in STAIR_PROMPTS)
