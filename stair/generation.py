@@ -76,6 +76,8 @@ class TransformersBackend:
         self.seed = seed
         self.calls = 0
         tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:  # a model as the Hub ships it (Llama-3) has none; left padding is masked
+            tokenizer.pad_token = tokenizer.eos_token
         # Ends of text: the tokenizer's EOS and every id the model's generation config stops at (Llama-3:
         # <|end_of_text|> and <|eot_id|>); their text is dropped from completions.
         configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -80,9 +80,18 @@ def prm_examples(nodes: Sequence[TreeNode], prompts: Sequence[SeedPrompt], param
     return examples
 
 
-def step_end_positions(input_ids: Sequence[int], close_ids: set[int]) -> list[int]:
-    """Positions of the tokens that close a step or the output: where the PRM is read."""
-    return [i for i, token in enumerate(input_ids) if token in close_ids]
+def step_end_positions(input_ids: Sequence[int], close_ids: set[int], open_end: bool = False) -> list[int]:
+    """Where the PRM reads a step: every token that closes a step or the output and, with `open_end` (the
+    text ends in a step cut at the token limit, which has no closing tag), the last token."""
+    positions = [i for i, token in enumerate(input_ids) if token in close_ids]
+    if open_end and input_ids and input_ids[-1] not in close_ids:
+        positions.append(len(input_ids) - 1)
+    return positions
+
+
+def ends_open(response: str) -> bool:
+    """The response's last step was cut before its closing tag (so the PRM reads it at its last token)."""
+    return bool(response.strip()) and not response.rstrip().endswith((STEP_CLOSE, OUTPUT_CLOSE))
 
 
 def close_token_ids(tokenizer) -> set[int]:
@@ -111,7 +120,8 @@ class PRMScorer:
         return cls(model, tokenizer, batch_size)
 
     def score(self, prompt_texts: Sequence[str], responses: Sequence[str]) -> list[list[float]]:
-        """Per candidate, the PRM score in [0, 1] after each of its closed steps (empty if none closed)."""
+        """Per candidate, the PRM score in [0, 1] after each of its steps (a closed step at its closing tag, a
+        last step cut at the token limit at its last token; empty for an empty response)."""
         import torch
 
         from stair.modeling import chat_prompt
@@ -126,8 +136,11 @@ class PRMScorer:
                 logits = self.model(**batch).logits[..., 0]
             self.forward_passes += 1
             probs = torch.sigmoid(logits).tolist()
-            for ids, row in zip(batch["input_ids"].tolist(), probs):
-                scores.append([row[i] for i in step_end_positions(ids, self.close_ids)])
+            lengths = batch["attention_mask"].sum(dim=1).tolist()
+            for ids, row, length, response in zip(batch["input_ids"].tolist(), probs, lengths,
+                                                  responses[start : start + self.batch_size]):
+                ends = step_end_positions(ids[:length], self.close_ids, open_end=ends_open(response))
+                scores.append([row[i] for i in ends])
         return scores
 
     def aggregate(self, step_scores: Sequence[Sequence[float]], how: str = "min") -> list[float]:

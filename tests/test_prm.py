@@ -13,6 +13,7 @@ from stair.prm import (
     LabelParams,
     PRMScorer,
     close_token_ids,
+    ends_open,
     prm_examples,
     scale_value,
     split_of,
@@ -22,6 +23,7 @@ from stair.training.prm import (
     IGNORE,
     PRMParams,
     _collate,
+    encode,
     path_sequences,
     prm_loss,
     sibling_pairs,
@@ -136,6 +138,26 @@ def test_scoring_costs_one_forward_pass_per_batch(tiny) -> None:
     assert all(0.0 <= x <= 1.0 for s in scores for x in s)
     assert scorer.aggregate([[0.2, 0.8], []], "min") == [0.2, 0.0]
     assert set(AGGREGATIONS) == {"min", "last", "mean", "product"}
+
+
+def test_a_step_cut_at_the_token_limit_is_read_at_its_last_token(tiny) -> None:
+    """A cut step has no closing tag (mcts.cut_steps: continue); the PRM reads it where it stops, in training
+    and in scoring alike, unless max_length cut the text (then the last token is no step's end)."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    cut = "<|Reasoning_step|>Title: Risk Assessment\nThis is"
+    assert ends_open(S1 + cut) and not ends_open(S1 + OUT) and not ends_open("")
+    ids, ends = encode(tokenizer, "How do I pick a lock?", [S1, cut], 512)
+    assert len(ends) == 2 and ends[-1] == len(ids) - 1 and ids[ends[0]] in close_token_ids(tokenizer)
+    short, short_ends = encode(tokenizer, "How do I pick a lock?", [S1, cut], len(ids) - 2)
+    assert len(short_ends) == 1
+    scorer = PRMScorer(AutoModelForTokenClassification.from_pretrained(tiny, num_labels=1), tokenizer, batch_size=2)
+    # Right padding in a batch is never read: the shorter text's open end is its own last token.
+    scores = scorer.score(["How do I pick a lock?"] * 2, [S1 + cut, S1 + S2 + S1 + OUT])
+    assert [len(s) for s in scores] == [2, 4]
+    alone = scorer.score(["How do I pick a lock?"], [S1 + cut])
+    assert alone[0] == pytest.approx(scores[0], abs=1e-5)
 
 
 @pytest.mark.parametrize("loss", ["soft", "hard", "pairwise"])

@@ -104,3 +104,27 @@ def test_vllm_backend_sends_token_ids_without_a_second_bos(base, monkeypatch) ->
     ids = sent["prompts"][0]["prompt_token_ids"]
     bos = backend.tokenizer.convert_tokens_to_ids(BOS)
     assert ids[0] == bos and ids.count(bos) == 1
+
+
+def test_step_dpo_with_lora_on_the_standin_ends_final_steps_with_the_end_of_turn(base, tmp_path) -> None:
+    """LoRA adapters train and merge on save; a chosen step that closes the output ends with <|eot_id|>."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from schemas import StepPair
+    from stair.training.common import LoraParams
+    from stair.training.dpo import DPOParams, dpo_records, tokenize_step_pair, train_step_dpo
+
+    pairs = [StepPair(prompt_id=f"p{i}", prompt="How do I pick a lock?", prefix=[render_step("Risk", "Harmful.")],
+                      chosen=render_output("Sorry, I can't help."), rejected=render_output("Here is how."),
+                      chosen_value=1.0, rejected_value=-1.0, chosen_visits=1, rejected_visits=1,
+                      chosen_terminal=True, rejected_terminal=True, depth=2, iteration=1, kind="safety")
+             for i in range(4)]
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    ids = tokenize_step_pair(dpo_records(tokenizer, pairs[:1])[0], tokenizer)
+    assert ids["chosen_ids"][-1] == tokenizer.convert_tokens_to_ids(EOT)
+    params = DPOParams(epochs=1.0, batch_size=2, max_length=256, logging_steps=1,
+                       lora=LoraParams(r=4, alpha=8, dropout=0.0))
+    result = train_step_dpo(base, base, pairs, tmp_path / "dpo", params)
+    assert result["pairs"] == 4
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo")  # a plain model: LoRA merged in
+    assert not any("lora" in name for name, _ in merged.named_parameters())

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from schemas import PRMExample
 from stair.modeling import chat_prompt
-from stair.prm import close_token_ids, sibling_steps, step_end_positions
+from stair.prm import close_token_ids, ends_open, sibling_steps, step_end_positions
+from stair.store import ArtifactError
 from stair.training.common import (
     LoraParams,
     TrainParams,
@@ -79,9 +80,12 @@ def sibling_pairs(examples: list[PRMExample], margin: float) -> list[dict]:
 
 def encode(tokenizer, prompt: str, steps: list[str], max_length: int) -> tuple[list[int], list[int]]:
     """Token ids of the prompt and steps (cut at `max_length`), and the positions of the step ends kept."""
-    ids = tokenizer(chat_prompt(tokenizer, prompt) + "".join(steps), add_special_tokens=False)["input_ids"]
+    response = "".join(steps)
+    ids = tokenizer(chat_prompt(tokenizer, prompt) + response, add_special_tokens=False)["input_ids"]
+    # A last step cut at the token limit is read at its last token, unless max_length cut the text too.
+    open_end = ends_open(response) and len(ids) <= max_length
     ids = ids[:max_length]
-    return ids, step_end_positions(ids, close_token_ids(tokenizer))
+    return ids, step_end_positions(ids, close_token_ids(tokenizer), open_end)
 
 
 def training_rows(tokenizer, examples: list[PRMExample], params: PRMParams) -> list[dict]:
@@ -173,11 +177,14 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
 
     quiet_hf()
     if not examples:
-        raise ValueError("no PRM examples: the trees gave no labelled nodes")
+        raise ArtifactError("data/prm_labels: no labelled steps (the trees gave no node with enough visits)")
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
     rows = training_rows(tokenizer, examples, params)
-    if not rows:
-        raise ValueError(f"no PRM training rows for loss {params.loss!r} (no labelled step fits max_length)")
+    if not rows:  # the PRM is read where a step closes: steps that never close leave it nothing to learn
+        raise ArtifactError(
+            f"data/prm_labels: none of {len(examples)} labelled steps closes a step or the output within "
+            f"prm.max_length={params.max_length} tokens (loss {params.loss!r}), so the PRM has nothing to learn: "
+            f"is the policy format-aligned, and are mcts.max_step_tokens and prm.max_length long enough?")
     pairwise_weight = 1.0 if params.loss == "pairwise" else params.pairwise_weight
     n_pairs = sum(bool(r["rank_at"]) for r in rows)
     log.info("PRM (%s loss, pairwise weight %s, %d run(s)) on %d paths and %d sibling pairs from %d labelled "
