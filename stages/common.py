@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import yaml
 
+from stages.registry import SECTIONS, TOP_LEVEL, section_class
 from stair.config import ParamsError, from_mapping
 from stair.hub import HubUnavailable, is_hub_ref
 from stair.store import ArtifactError
@@ -41,13 +42,25 @@ def load_section(section: str, cls: type[T]) -> tuple[T, dict]:
     param re-seeds the whole pipeline (`dvc exp run -S seed=1`); a section's own `seed` overrides it.
     """
     params = read_params()
+    check_params(params)
     raw = params.get(section) or {}
+    if isinstance(raw, dict):
+        raw = with_seed(cls, raw, params.get("seed", 0))
+    return from_mapping(cls, raw, f"{PARAMS_FILE}: {section}"), raw
+
+
+def check_params(params: dict) -> None:
+    """Every section of params.yaml against its dataclass, before a stage does any work: a typo in any section
+    fails the first stage that runs, naming the key (stages/registry.py lists the sections)."""
+    unknown = sorted(set(params) - TOP_LEVEL)
+    if unknown:
+        raise ParamsError(f"{PARAMS_FILE}: {unknown[0]} is not a section; sections: {', '.join(sorted(TOP_LEVEL))}")
     seed = params.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ParamsError(f"{PARAMS_FILE}: seed={seed!r} should be an integer")
-    if isinstance(raw, dict):
-        raw = with_seed(cls, raw, seed)
-    return from_mapping(cls, raw, f"{PARAMS_FILE}: {section}"), raw
+    for section in SECTIONS:
+        cls, raw = section_class(section), params.get(section) or {}
+        from_mapping(cls, with_seed(cls, raw, seed) if isinstance(raw, dict) else raw, f"{PARAMS_FILE}: {section}")
 
 
 def with_seed(cls: type, raw: dict, seed: int) -> dict:

@@ -199,3 +199,34 @@ def test_a_misspelt_suite_is_an_error_listing_the_known_ones() -> None:
     with pytest.raises(ParamsError, match=r"eval.suites.advbench.jailbreaks: \['dan'\] unknown"):
         from_mapping(eval_params, {"suites": {"advbench": {"jailbreaks": ["dan"]}}}, "params.yaml: eval")
     assert from_mapping(eval_params, {"suites": {"mine": {"loader": "advbench", "path": "x.csv"}}}, "e").suites
+
+
+def test_the_registry_names_the_class_every_stage_loads_and_every_section_of_params_yaml() -> None:
+    from stages.registry import SECTIONS, TOP_LEVEL, section_class
+
+    assert {section: section_class(section) for section in SECTIONS} == _stage_params_classes()
+    assert set(yaml.safe_load(Path("params.yaml").read_text())) == TOP_LEVEL
+
+
+@pytest.mark.parametrize("section", sorted(yaml.safe_load(Path("params.yaml").read_text()).keys() - {"seed", "loop"}))
+def test_a_typo_in_any_section_fails_the_first_stage_at_once(section: str, tmp_path: Path, monkeypatch) -> None:
+    """The data stage runs first; it checks every section before it works, so a typo in `eval` fails there."""
+    from stages.common import load_section
+    from stair.data import DataParams
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params[section]["no_such_key"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match=rf"params.yaml: {section}.no_such_key is not a parameter"):
+        load_section("data", DataParams)
+
+
+def test_an_unknown_section_is_named(tmp_path: Path, monkeypatch) -> None:
+    from stages.common import load_section
+    from stair.data import DataParams
+
+    (tmp_path / "params.yaml").write_text("mtcs: {iterations: 3}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match="mtcs is not a section"):
+        load_section("data", DataParams)
