@@ -115,6 +115,7 @@ def _outputs(project: Path, paths: tuple[str, ...]) -> dict[str, bytes]:
 
 # Search is killed after greedy (bon must then draw from the stream greedy and its judge left); eval after
 # dpo_1, so the resumed run has only the best search configuration left.
+@pytest.mark.slow  # trains a PRM for the stage fixture
 @pytest.mark.parametrize("name, kill_after, outputs", [
     ("search", 1, ("data/search/" + DATA_FILE, "metrics/search.json", "plots/search.json")),
     ("eval", 2, ("data/eval/" + DATA_FILE, "metrics/eval.json")),

@@ -33,6 +33,7 @@ def test_a_removed_dep_and_a_stale_dep_are_named() -> None:
     ]
 
 
+@pytest.mark.slow  # starts Ray / copies the repo: seconds, kept out of the fast tier
 def test_the_command_line_check_fails_on_a_removed_dep_and_write_repairs_it(tmp_path: Path, capsys) -> None:
     for name in ("stair", "stages", "schemas"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))

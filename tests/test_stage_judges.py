@@ -242,6 +242,7 @@ def test_mcts_judge_model_loads_once_with_the_stage_backend_params(monkeypatch) 
     assert loads.paths == ["judges/guard"] and policy.rated == 0 and loads.loaded[0].rated > 0
 
 
+@pytest.mark.slow  # starts Ray / copies the repo: seconds, kept out of the fast tier
 def test_ray_actors_each_load_the_judge_model(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     import shutil
