@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +23,10 @@ from pydantic import BaseModel
 from schemas import TreeNode
 from stair.generation import Backend, restore_sampling_state, sampling_state
 from stair.store import atomic_write_text, file_md5, params_hash
+
+# Set to k, the search process kills itself (SIGKILL) right after checkpointing its k-th finished tree:
+# the resume tests kill at a known point instead of racing a running search.
+KILL_AFTER_TREES = "STAIR_KILL_AFTER_TREES"
 
 log = logging.getLogger(__name__)
 Row = TypeVar("Row", bound=BaseModel)
@@ -52,6 +57,7 @@ class TreeCheckpoint:
         self.folder = _claim(folder, fingerprint)
         self.file = self.folder / name
         self.state_file = self.folder / name.replace("trees", "state", 1).replace(".jsonl", ".json")
+        self.saved = 0
 
     def load(self) -> dict[str, list[TreeNode]]:
         """Finished trees by tree id."""
@@ -72,6 +78,9 @@ class TreeCheckpoint:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+        self.saved += 1
+        if self.saved == int(os.environ.get(KILL_AFTER_TREES, 0)):
+            os.kill(os.getpid(), signal.SIGKILL)  # a kill at a known point, for the resume tests
 
     def load_state(self) -> dict | None:
         """The last saved search state of this writer, or None if it saved none."""

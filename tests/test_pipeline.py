@@ -11,13 +11,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from schemas import EvalRecord, PRMExample, SeedPrompt, SFTExample, StepPair, TreeNode
+from stair.checkpoint import KILL_AFTER_TREES
 from stair.store import read_artifact, read_manifest
 from tests.project import copy_repo, environment, run
 
@@ -137,16 +137,9 @@ def test_killed_search_resumes_and_reruns_are_identical(project: Path) -> None:
     assert md5(nodes) == first  # same params and seed: the same artifact, byte for byte
 
     checkpoint = project / "checkpoints/mcts_1/trees.jsonl"
-    process = subprocess.Popen(command, cwd=project, env=environment(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if checkpoint.exists() and checkpoint.read_text().count("\n") >= 1:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the search finished before it could be killed"
+    killed = subprocess.run(command, cwd=project, env={**environment(), KILL_AFTER_TREES: "2"},
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     saved = checkpoint.read_text().splitlines()
     assert md5(nodes) == first  # the kill left the previous artifact whole, never a partial one
 
@@ -213,12 +206,16 @@ def test_dpo_trains_from_published_pairs(project: Path) -> None:
     params["dpo"]["pairs"] = "hub/stair-data:pairs_{it}"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     it = published_pairs(project)[0]
+    # The stage writes the shared run's metrics/timings of iteration `it`: put them back for the later tests.
+    shared = {f: f.read_bytes() for f in (project / f"metrics/dpo/{it}.json", project / f"timings/dpo/{it}.json")}
     try:
         run([sys.executable, "-m", "stages.dpo", "--it", str(it), "--policy", "models/sft", "--out",
              "models/dpo_from_hub"], project)
+        metrics = json.loads((project / f"metrics/dpo/{it}.json").read_text())
     finally:
         params_file.write_text(original)
-    metrics = json.loads((project / f"metrics/dpo/{it}.json").read_text())
+        for file, content in shared.items():
+            file.write_bytes(content)
     assert metrics["pairs"] == len(read_artifact(project / f"data/pairs/{it}")) and "pairs_source" in metrics
     assert metrics["steps"] > 0
     assert (project / "models/dpo_from_hub/model.safetensors").exists()
