@@ -181,13 +181,17 @@ def _appending_layer():
 
 
 def _appending_cache(config):
-    """A DynamicCache for `config` whose layers append in place (where all are plain full-attention ones)."""
+    """A DynamicCache for `config` whose layers append in place. Batches move rows and columns of every
+    layer alike, so only full-attention layers (no sliding window, no recurrent state) will do."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
     cache = DynamicCache(config=config)
-    if all(type(layer) is DynamicLayer for layer in cache.layers):
-        cache.layers = [_appending_layer()() for _ in cache.layers]
+    other = sorted({type(layer).__name__ for layer in cache.layers if type(layer) is not DynamicLayer})
+    if other:
+        raise ValueError(f"backend.name=transformers decodes full-attention models only; {config.model_type} has "
+                         f"{', '.join(other)} layers (use backend.name=vllm)")
+    cache.layers = [_appending_layer()() for _ in cache.layers]
     return cache
 
 
