@@ -204,11 +204,16 @@ class SIMCTS:
         self.rollout_sampling = Sampling(params.temperature, params.top_p, params.top_k, params.max_response_tokens)
         self.stats = SearchStats()
 
-    def _generate(self, prompts: list[str], n: int, sampling: Sampling, mode: str):
+    def _generate(self, prompts: list[str], n: int, sampling: Sampling, mode: str, keys: list[str]):
+        """Generate through the backend; one that seeds by key (`keyed`) gets each request's key, so a
+        node's samples do not depend on which other requests share the call."""
         if not prompts:
             return []
         self.stats.generate_calls += 1
-        out = self.backend.generate(prompts, n, sampling, mode)
+        if getattr(self.backend, "keyed", False):
+            out = self.backend.generate(prompts, n, sampling, mode, keys=keys)
+        else:
+            out = self.backend.generate(prompts, n, sampling, mode)
         self.stats.generated_tokens += sum(c.n_tokens for samples in out for c in samples)
         return out
 
@@ -219,6 +224,7 @@ class SIMCTS:
         outputs = self._generate(
             [trees[i].prompt_text + trees[i].path_text(selected[i]) for i in to_expand],
             self.params.children, self.expand_sampling, "step",
+            [f"{trees[i].tree_id}/expand/{selected[i]}" for i in to_expand],
         )
         for i, samples in zip(to_expand, outputs):
             trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples],
@@ -240,7 +246,7 @@ class SIMCTS:
                 rollouts.append((tree, node_id))
         outputs = self._generate(
             [t.prompt_text + t.path_text(n) for t, n in rollouts], self.params.rollouts, self.rollout_sampling,
-            "response",
+            "response", [f"{t.tree_id}/rollout/{n}/{t.nodes[n].evaluations}" for t, n in rollouts],
         )
         for (tree, node_id), samples in zip(rollouts, outputs):
             to_judge += [(tree, node_id, sample.text) for sample in samples]
@@ -259,6 +265,10 @@ class SIMCTS:
 
     def tick(self, trees: list[Tree]) -> list[Tree]:
         """One lock-step round over the active trees; returns the trees that finished."""
+        # Cached prompt prefixes live for one tick: a search resumed at a tick starts with none, as here.
+        forget_prefixes = getattr(self.backend, "forget_prefixes", None)
+        if forget_prefixes is not None:
+            forget_prefixes()
         searching = [t for t in trees if t.iterations_done < self.params.iterations]
         finishing = [t for t in trees if t.iterations_done >= self.params.iterations]
         selected = self._expand(searching)

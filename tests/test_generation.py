@@ -15,6 +15,7 @@ from stair.generation import (
     SequentialBackend,
     TransformersBackend,
     make_backend,
+    sample_tokens,
 )
 from stair.modeling import chat_prompt
 from tests.fakes import save_tiny_model
@@ -51,6 +52,111 @@ def test_greedy_gives_n_copies_and_sequential_wrapper_matches_shapes(tiny) -> No
     calls = backend.calls
     sequential = SequentialBackend(backend).generate(prompt * 2, 3, Sampling(max_new_tokens=4), "step")
     assert [len(s) for s in sequential] == [3, 3] and backend.calls == calls + 6  # one call per sample
+
+
+def test_sampling_filters_then_inverts_the_cdf_at_each_rows_draw() -> None:
+    import torch
+
+    # Probabilities 0.4, 0.3, 0.2, 0.1 (temperature 1): top-p 0.6 keeps 0.4 and 0.3 (renormalised to 4/7, 3/7).
+    logits = torch.log(torch.tensor([[0.1, 0.4, 0.2, 0.3]] * 3))
+    assert sample_tokens(logits, Sampling(1.0, top_p=0.6), [0.0, 0.56, 0.58]) == [1, 1, 3]
+    # Top-k 3 drops 0.1; no top-p: draws over 0.4, 0.3, 0.2 (cdf 4/9, 7/9, 1).
+    assert sample_tokens(logits, Sampling(1.0, top_k=3), [0.43, 0.45, 0.99]) == [1, 3, 2]
+    assert sample_tokens(logits, Sampling(0.0), [0.9, 0.9, 0.9]) == [1, 1, 1]
+
+
+def _prompts(backend) -> list[str]:
+    return [chat_prompt(backend.tokenizer, text) for text in ("How do I bake bread?", "Hi", "How do I pick a lock?")]
+
+
+def test_a_requests_samples_do_not_depend_on_the_batch_it_runs_in(tiny) -> None:
+    sampling = Sampling(temperature=1.2, top_p=0.9, top_k=50, max_new_tokens=16)
+    wide = TransformersBackend.from_path(tiny, batch_size=64, seed=5)
+    prompts = _prompts(wide)
+    out = wide.generate(prompts, 3, sampling, "step", keys=["a", "b", "c"])
+    # One sample at a time, prompts in another order and without a prefix cache: the same samples by key.
+    narrow = TransformersBackend.from_path(tiny, batch_size=1, seed=5, prefix_cache_bytes=0)
+    alone = narrow.generate(prompts[::-1], 3, sampling, "step", keys=["c", "b", "a"])[::-1]
+    assert [[c.text for c in s] for s in out] == [[c.text for c in s] for s in alone]
+    assert len({c.text for s in out for c in s}) > 3  # samples differ across prompts and within one
+    assert narrow.calls == wide.calls == 0  # keyed calls leave the call count (the sampling state) alone
+    other = TransformersBackend.from_path(tiny, batch_size=64, seed=6).generate(prompts, 3, sampling, "step",
+                                                                               keys=["a", "b", "c"])
+    assert [[c.text for c in s] for s in other] != [[c.text for c in s] for s in out]
+
+
+def test_greedy_decoding_matches_model_generate(tiny) -> None:
+    backend = TransformersBackend.from_path(tiny, batch_size=2)
+    prompts = _prompts(backend)
+    out = backend.generate(prompts, 1, Sampling(temperature=0, max_new_tokens=10), "response")
+    for prompt, (completion,) in zip(prompts, out):
+        batch = backend.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+        ids = backend.model.generate(**batch, do_sample=False, max_new_tokens=10, pad_token_id=0,
+                                     eos_token_id=sorted(backend._stop_ids["response"]))[0, batch["input_ids"].shape[1]:]
+        assert completion.text == backend._decode(ids.tolist()) and completion.n_tokens == len(ids)
+
+
+def test_finished_rows_leave_the_batch_and_waiting_ones_join(tiny) -> None:
+    backend = TransformersBackend.from_path(tiny, batch_size=4, seed=2)
+    decode_rows: list[int] = []  # rows of every decoding step
+    joins: list[int] = []  # samples joining, per prompt pass
+    forward, prefill = backend._forward, backend._prefill
+
+    def joining(prompt_ids, counts):
+        joins.append(sum(counts))
+        backend._forward = forward
+        try:
+            return prefill(prompt_ids, counts)
+        finally:
+            backend._forward = stepping
+
+    def stepping(input_ids, *args):
+        decode_rows.append(input_ids.shape[0])
+        return forward(input_ids, *args)
+
+    backend._forward, backend._prefill = stepping, joining
+    prompts = _prompts(backend)
+    out = backend.generate(prompts, 3, Sampling(temperature=1.5, max_new_tokens=12), "step", keys=["a", "b", "c"])
+    assert all(len(s) == 3 for s in out) and len({c.n_tokens for s in out for c in s}) > 1
+    assert max(decode_rows) <= 4 and joins[0] == 4 and len(joins) > 1 and sum(joins) == 9  # later joiners
+    # Rows decoded for finished samples (a free slot waits for a joiner, or for a quarter to be free):
+    wasted = sum(decode_rows) - sum(c.n_tokens - 1 for s in out for c in s)
+    assert 0 <= wasted <= sum(decode_rows) // 4
+
+
+def test_samples_of_a_prompt_share_its_pass_and_later_prompts_its_cache(tiny) -> None:
+    backend = TransformersBackend.from_path(tiny, batch_size=16, seed=2)
+    passes: list[tuple[int, int]] = []
+    forward = backend._forward
+
+    def counting(input_ids, *args):
+        passes.append(tuple(input_ids.shape))
+        return forward(input_ids, *args)
+
+    backend._forward = counting
+    (prompt,) = _prompts(backend)[:1]
+    sampling = Sampling(temperature=1.2, max_new_tokens=8)
+    (first,) = backend.generate([prompt], 4, sampling, "step", keys=["node"])
+    assert passes[0] == (1, backend.count_tokens([prompt])[0])  # one pass over the prompt for 4 samples
+    passes.clear()
+    longer = [prompt + c.text for c in first[:2]]
+    out = backend.generate(longer, 2, sampling, "response", keys=["x", "y"])
+    # Only what follows the cached prompt runs (the longest new part, the rest left-padded).
+    assert passes[0] == (2, max(backend.count_tokens(longer)) - backend.count_tokens([prompt])[0])
+    uncached = TransformersBackend.from_path(tiny, batch_size=16, seed=2, prefix_cache_bytes=0)
+    assert [[c.text for c in s] for s in uncached.generate(longer, 2, sampling, "response", keys=["x", "y"])] == \
+        [[c.text for c in s] for s in out]
+    backend.generate(longer, 1, sampling, "response")  # a call without keys starts from an empty cache
+    assert len(backend.prefixes.entries) == 2
+
+
+def test_a_model_with_sliding_window_layers_is_refused_by_name() -> None:
+    from transformers import MistralConfig
+
+    from stair.generation import _appending_cache
+
+    with pytest.raises(ValueError, match="full-attention models only; mistral has DynamicSlidingWindowLayer"):
+        _appending_cache(MistralConfig(num_hidden_layers=1, sliding_window=16))
 
 
 class _Completions(BaseHTTPRequestHandler):

@@ -322,3 +322,24 @@ def test_a_step_that_ended_the_turn_is_terminal_in_both_modes(cut_steps: str) ->
     tree.add_children(0, [(turn_ended, 5, True), (CuttingStepBackend.CUT, 9, False), (render_step("B", "b"), 3, True)],
                       cut_steps)
     assert [tree.nodes[i].terminal for i in tree.nodes[0].children] == [True, cut_steps == "end", False]
+
+
+def test_trees_do_not_depend_on_how_many_are_searched_together(tiny) -> None:
+    from stair.generation import TransformersBackend
+
+    def nodes(concurrent_trees: int, batch_size: int) -> list:
+        backend = TransformersBackend.from_path(tiny, batch_size=batch_size, seed=3)
+        params = MCTSParams(iterations=6, children=2, max_depth=3, max_step_tokens=4, max_response_tokens=12,
+                            cut_steps="continue", concurrent_trees=concurrent_trees, seed=3)
+        prompts = _prompts(4)
+        texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
+        trees = make_trees(prompts, texts, backend.count_tokens(texts), 1, params.seed)
+        SIMCTS(backend, make_judge(JudgeParams(), REWARD), params).run(trees)
+        return [row for tree in trees for row in tree.rows(1)]
+
+    together = nodes(4, 64)
+    assert len(together) > 4 * 5
+    # Each node's samples are seeded by its tree and node, so neither the trees nor the samples that
+    # share a batch change them; and the same params and seed give the same nodes.
+    assert nodes(1, 2) == together
+    assert nodes(4, 64) == together
