@@ -30,7 +30,8 @@ def main() -> None:
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, raw_judges = load_section("judges", JudgeParams)
     reward, raw_reward = load_section("reward", RewardParams)
-    policy = Path(list(loop_items().values())[-1]["out"])
+    last = list(loop_items())[-1]
+    policy, name = Path(loop_items()[last]["out"]), f"dpo_{last}"  # the name every other artifact gives it
     prompts_path, prm_path = Path("data/prompts"), Path("models/prm")
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == "heldout"]
     if params.per_suite:
@@ -45,7 +46,7 @@ def main() -> None:
     def search(method: str, budget: int) -> list[EvalRecord]:
         found = run_search(method, backend, scorer, [p.text for p in prompts], budget, params)
         return judge_records(prompts, [f.response for f in found], [f.n_tokens for f in found], judge,
-                             policy.name, heldout_suite, method=method, budget=budget)
+                             name, heldout_suite, method=method, budget=budget)
 
     grid = [(m, b) for m in params.methods for b in ((1,) if m == "greedy" else params.budgets)]
     stage_params = {"search": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward}
