@@ -196,6 +196,7 @@ def test_eval_and_report(project: Path) -> None:
     assert (project / "reports/search.png").stat().st_size > 1000
     search = json.loads((project / "metrics/search.json").read_text())
     assert {"greedy@1", "bon@2", "beam@2"} == set(search)
+    assert {r.model for r in read_artifact(project / "data/search", EvalRecord)} == {"dpo_3"}
 
 
 def test_dpo_trains_from_published_pairs(project: Path) -> None:
