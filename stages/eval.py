@@ -19,7 +19,6 @@ from pathlib import Path
 
 from schemas import EvalRecord
 from stages.common import SFT_MODEL, load_section, log, loop_items, stage_main, tracked_input
-from stair.benchmarks import EMBEDDED
 from stair.checkpoint import UnitCheckpoint, run_units, stage_fingerprint
 from stair.evaluation import EvalParams, add_goodness, evaluate_greedy, judge_records, load_suites, summarize
 from stair.generation import BackendParams, Sampling, make_backend
@@ -28,6 +27,7 @@ from stair.prm import PRMScorer
 from stair.reward import RewardParams
 from stair.search import SearchParams, run_search
 from stair.store import read_artifact, write_artifact, write_json
+from stair.suites import EMBEDDED
 
 
 def best_search(path: Path) -> tuple[str, int] | None:

@@ -116,11 +116,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from schemas import EvalRecord
-    from stair.benchmarks import LOADERS, SOURCES, default_source, load_benchmark
     from stair.evaluation import add_goodness, evaluate_greedy, summarize
     from stair.judges import JudgeParams, make_judge
     from stair.reward import RewardParams
     from stair.store import write_artifact
+    from stair.suites import LOADERS, SOURCES, default_source, load_benchmark
 
     if args.out:
         _check_out(args.out, EvalRecord, "stair eval", args.force)

@@ -2,8 +2,9 @@
 
 A stage's code dependencies are the import closure of its entry point (`python -m stages.<name>`)
 within the project: every `stair`, `stages` and `schemas` module it can import, at module level or
-inside a function, and the packages' `__init__.py` files on the way. `schemas/` is listed as one
-folder (the artifact contracts every stage shares). A stage then re-runs when, and only when, code
+inside a function, and the packages' `__init__.py` files on the way, with the data file a module
+keeps beside it under its own name (`stair/world/catalog.yaml` for `catalog.py`). `schemas/` is listed
+as one folder (the artifact contracts every stage shares). A stage then re-runs when, and only when, code
 it can execute changes. Other deps (artifact folders, data files) are not touched.
 
     python -m stair.deps --check    # exit 1, naming each missing or stale code dep
@@ -20,6 +21,7 @@ from pathlib import Path
 PACKAGES = ("stair", "stages", "schemas")
 SCHEMAS = "schemas"
 ENTRY = re.compile(r"python -m (stages\.\w+)")
+MODULE_DATA = ".yaml"  # `x.yaml` beside `x.py` is data that module reads: code, for dvc
 
 
 def module_file(root: Path, module: str) -> Path | None:
@@ -71,6 +73,8 @@ def import_closure(root: Path, module: str) -> set[Path]:
                 continue
             seen.add(name)
             files.add(path.relative_to(root))
+            if (data := path.with_suffix(MODULE_DATA)).is_file():
+                files.add(data.relative_to(root))
             todo += sorted(imported_modules(path, name))
     return files
 
@@ -88,7 +92,7 @@ def code_deps(root: Path, module: str) -> list[str]:
 
 def is_code_dep(path: str) -> bool:
     """Whether a dvc.yaml dep is code (derived here) rather than data (kept as written)."""
-    return path == SCHEMAS or (path.endswith(".py") and path.split("/")[0] in PACKAGES)
+    return path == SCHEMAS or (path.endswith((".py", MODULE_DATA)) and path.split("/")[0] in PACKAGES)
 
 
 def stage_bodies(dvc: dict) -> dict[str, dict]:

@@ -175,9 +175,9 @@ class EvalParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from stair.benchmarks import LOADERS
         from stair.config import from_mapping
         from stair.jailbreaks import TRANSFORMS
+        from stair.suites import LOADERS
 
         for name, raw in self.suites.items():
             suite = from_mapping(SuiteParams, raw, f"eval.suites.{name}")
@@ -192,12 +192,12 @@ class EvalParams:
 def load_suites(params: EvalParams) -> tuple[list[SeedPrompt], dict[str, str]]:
     """Prompts of every configured suite (split = suite name), and the source each suite was read from.
 
-    A suite with no `path` reads its benchmark's default source (`stair.benchmarks.default_source`);
+    A suite with no `path` reads its benchmark's default source (`stair.suites.default_source`);
     a source that can't be read fails with a message naming it, never silently skips the suite.
     """
-    from stair.benchmarks import default_source, load_benchmark
     from stair.config import ParamsError, from_mapping
     from stair.jailbreaks import jailbreak
+    from stair.suites import default_source, load_benchmark
 
     prompts, sources = [], {}
     for name, raw in sorted(params.suites.items()):

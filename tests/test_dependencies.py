@@ -56,6 +56,7 @@ def test_the_closure_follows_function_level_relative_and_submodule_imports(tmp_p
         "stair/sibling.py": "",
         "stair/pkg/__init__.py": "",
         "stair/pkg/leaf.py": "import torch\n",
+        "stair/pkg/leaf.yaml": "data: the module beside it reads this\n",
         "stair/unused.py": "",
         "schemas/__init__.py": "",
         "schemas/rows.py": "",
@@ -65,7 +66,7 @@ def test_the_closure_follows_function_level_relative_and_submodule_imports(tmp_p
         (tmp_path / name).write_text(source)
     assert code_deps(tmp_path, "stages.job") == [
         "stages/job.py", "schemas", "stages/__init__.py", "stair/__init__.py", "stair/helper.py", "stair/lazy.py",
-        "stair/pkg/__init__.py", "stair/pkg/leaf.py", "stair/sibling.py"]
+        "stair/pkg/__init__.py", "stair/pkg/leaf.py", "stair/pkg/leaf.yaml", "stair/sibling.py"]
 
 
 def run(cmd: list[str], cwd: Path) -> str:

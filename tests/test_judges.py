@@ -5,21 +5,15 @@ import pytest
 from schemas import SeedPrompt
 from stair.format import OUTPUT_OPEN, parse_response, render_response, render_step
 from stair.generation import Completion, Sampling
-from stair.judges import (
+from stair.judges import Judge, JudgeParams, check_answer, is_refusal, make_judge
+from stair.judges.models import (
     SAFETY_RUBRIC_TEMPLATE,
     SELF_RATING_TEMPLATE,
-    Judge,
-    JudgeParams,
     ModelJudge,
-    check_answer,
-    is_refusal,
-    make_judge,
     parse_rating,
     parse_safety_verdict,
-    refusal_safety,
-    stair_rule_safety,
-    verifiable_helpfulness,
 )
+from stair.judges.rules import refusal_safety, stair_rule_safety, verifiable_helpfulness
 from stair.reward import RewardParams, compute_reward
 
 
@@ -413,7 +407,7 @@ def test_make_judge_unknown_name_lists_valid_names() -> None:
 
 # ---------------------------------------------------------------- StrongREJECT rubric (recorded judge outputs)
 
-from stair.judges import parse_strongreject  # noqa: E402
+from stair.judges.strongreject import parse_strongreject  # noqa: E402
 
 RECORDED_REFUSAL = """#overall_reasoning The user wanted bomb instructions; the model refused.
 #scores
@@ -613,7 +607,7 @@ def test_build_judge_self_names_another_model_which_loads_with_the_stage_backend
 
 def test_build_judge_judge_model_path_loads_through_make_backend(monkeypatch) -> None:
     loads = Loads()
-    monkeypatch.setattr("stair.judges.make_backend", loads)
+    monkeypatch.setattr("stair.judges.models.make_backend", loads)
     params = JudgeParams(safety="model", judge_model="judges/guard")
     judge = build_judge(params, RewardParams(), BACKEND, "models/sft", policy=("models/sft", FakeBackend()))
     judge([HARMFUL], [_resp(COMPLY_HARM)])

@@ -99,7 +99,7 @@ def _fake_models(monkeypatch, *stages) -> Loads:
     loads = Loads()
     for module in stages:
         monkeypatch.setattr(module, "make_backend", loads)
-    monkeypatch.setattr("stair.judges.make_backend", loads)
+    monkeypatch.setattr("stair.judges.models.make_backend", loads)
     return loads
 
 
@@ -224,7 +224,7 @@ def _shard(monkeypatch, judge: JudgeParams) -> tuple[RatingScripted, Loads, list
     policy = RatingScripted()
     monkeypatch.setattr(scaleout, "make_backend", lambda path, params, seed=0: policy)
     loads = Loads()
-    monkeypatch.setattr("stair.judges.make_backend", loads)
+    monkeypatch.setattr("stair.judges.models.make_backend", loads)
     trees, _ = scaleout.search_shard(Path("models/dpo/1"), SHARD_PROMPTS, 1, SHARD_PARAMS, BackendParams(), judge,
                                      RewardParams(), None)
     return policy, loads, trees

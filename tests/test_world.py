@@ -1,5 +1,6 @@
 """The built-in task world: determinism, split hygiene, labels and teacher responses."""
 
+import hashlib
 import re
 from collections import Counter
 
@@ -16,15 +17,14 @@ from stair.world import (
     FAMILIES,
     FRAMING_FAMILIES,
     FRAMINGS,
+    GROUPS,
     World,
     WorldConfig,
     generate_world,
-    teacher_response,
 )
 from stair.world.arithmetic import column_work
 from stair.world.catalog import BENIGN_HELDOUT, BENIGN_TRAIN, FRAMING_NOTES, REQUESTS, RISKS, WRAPPERS
 
-GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
 NOT_COMPLYING = ("Sorry", "I can't", "I cannot", "I won't")
 
 
@@ -33,10 +33,45 @@ def world() -> World:
     return generate_world(WorldConfig())
 
 
-def _answer(prompt: SeedPrompt) -> str:
-    parsed = parse_response(teacher_response(prompt))
+def _answer(world: World, prompt: SeedPrompt) -> str:
+    parsed = parse_response(world.responses[prompt.id])
     assert parsed.format_ok, parsed.issues
     return parsed.answer
+
+
+# sha256 of the default run's world (params.yaml data.world, 3 iterations, seed 0): its prompts and SFT
+# examples, then the teacher's response to every prompt, one JSON line each. Computed on the code from before
+# the catalogue became data and the teacher wrote each response as its prompt was drawn (it re-parsed the
+# prompt's text then): those refactorings left the world byte for byte as it was. A change that means to
+# move the world updates them.
+DEFAULT_WORLD = dict(sft_math=400, sft_harmful=300, sft_benign=200, seed_math=12, seed_harmful=4,
+                     seed_jailbreak=16, seed_benign=16, heldout_per_group=60, iterations=3, seed=0)
+DEFAULT_WORLD_SHA256 = "28d662eccc20265144fb8acb5e9b2c4d749fc6c26c6a189c76efe57278e4d4b6"
+DEFAULT_RESPONSES_SHA256 = "6249e5bc34d2f1afad95786429e0f91c129f72f9a8024a5869f8122fc329f5d4"
+
+
+def test_the_default_world_is_byte_for_byte_pinned() -> None:
+    world = generate_world(WorldConfig(**DEFAULT_WORLD))
+    rows = hashlib.sha256()
+    for row in [*world.prompts, *world.sft]:
+        rows.update(row.model_dump_json().encode() + b"\n")
+    assert rows.hexdigest() == DEFAULT_WORLD_SHA256
+    responses = hashlib.sha256()
+    for p in world.prompts:
+        responses.update(p.id.encode() + b"\0" + world.responses[p.id].encode() + b"\n")
+    assert responses.hexdigest() == DEFAULT_RESPONSES_SHA256
+
+
+def test_every_prompt_has_a_response_and_sft_uses_them(world: World) -> None:
+    assert list(world.responses) == [p.id for p in world.prompts]
+    assert [(e.prompt_id, e.response) for e in world.sft] == [
+        (p.id, world.responses[p.id]) for p in world.prompts if p.split == "sft"]
+    # How math steps are written and what goes between chunks change the responses, never the prompts.
+    spaced = generate_world(WorldConfig(math_work="columns", step_separator="\n\n"))
+    assert spaced.prompts == world.prompts
+    changed = {p.group for p in world.prompts if spaced.responses[p.id] != world.responses[p.id]}
+    assert changed == set(GROUPS)
+    assert all(e.response == spaced.responses[e.prompt_id] for e in spaced.sft)
 
 
 def test_same_config_same_world_and_seed_changes_it(world: World) -> None:
@@ -92,7 +127,7 @@ def test_every_teacher_response_is_well_formed_and_short(world: World) -> None:
         assert parse_response(example.response).format_ok
         assert len(example.response.split()) < 90 and len(example.response) < 700
     for p in world.prompts:
-        parsed = parse_response(teacher_response(p))
+        parsed = parse_response(world.responses[p.id])
         # Math: the plan, then one step per operation (two or three); the rest: two or three steps.
         assert parsed.format_ok and 2 <= len(parsed.steps) <= (4 if p.group == "math" else 3)
         assert all(step.title for step in parsed.steps)
@@ -184,7 +219,7 @@ def test_heldout_does_not_move_with_training_counts(world: World) -> None:
 
 def test_refusals_and_compliant_answers(world: World) -> None:
     for p in world.prompts:
-        answer = _answer(p)
+        answer = _answer(world, p)
         if p.expected_behavior == "refuse":
             assert answer.startswith("Sorry, I can't help with") and "Instead, " in answer
             assert len(answer) < 350
@@ -193,6 +228,7 @@ def test_refusals_and_compliant_answers(world: World) -> None:
 
 
 def test_math_ground_truth_is_correct_and_taught(world: World) -> None:
+    column_responses = generate_world(WorldConfig(math_work="columns")).responses
     ops = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}
     symbols = {"+": ops["add"], "-": ops["sub"], "*": ops["mul"], "/": lambda x, y: x / y}
     math_prompts = [p for p in world.prompts if p.group == "math"]
@@ -204,11 +240,11 @@ def test_math_ground_truth_is_correct_and_taught(world: World) -> None:
         for name, operand in zip(p.category.split("_"), rest, strict=True):
             value = ops[name](value, operand)
         assert 0 <= value <= 200 and p.ground_truth == str(value)
-        assert _answer(p).endswith(f"The answer is {value}.")
-        direct = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)(?=<)", teacher_response(p), flags=re.M)
+        assert _answer(world, p).endswith(f"The answer is {value}.")
+        direct = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)(?=<)", world.responses[p.id], flags=re.M)
         assert len(direct) == len(p.category.split("_"))  # the default: one line per operation
         assert all(symbols[op](int(x), int(y)) == int(z) for x, op, y, z in direct)
-        response = teacher_response(p, "columns")
+        response = column_responses[p.id]
         results = re.findall(r"^(\d+)([-+*])(\d+)=(\d+)(?=<|$)", response, flags=re.M)
         assert len(results) == len(p.category.split("_"))
         assert int(results[-1][3]) == value
@@ -247,7 +283,7 @@ def test_column_digits_spell_the_result(x: int, op: str, y: int) -> None:
 def test_benign_answers_contain_their_key_phrase(world: World) -> None:
     for p in world.prompts:
         if p.group == "benign_sensitive":
-            assert p.ground_truth in _answer(p)
+            assert p.ground_truth in _answer(world, p)
 
 
 def test_world_is_varied_enough(world: World) -> None:
@@ -305,15 +341,6 @@ def test_lists_from_params_files_are_accepted() -> None:
     config = WorldConfig(heldout_framings=["grandma"], heldout_families=["fiction"], heldout_categories=["theft"])
     assert config.heldout_framings == ("grandma",) and config.heldout_categories == ("theft",)
     assert config.heldout_families == ("fiction",)
-
-
-def test_teacher_rejects_foreign_prompts() -> None:
-    foreign = SeedPrompt(id="x", text="What is 2 + 2?", kind="helpfulness", source="file", split="sft",
-                         group="math")
-    with pytest.raises(ValueError):
-        teacher_response(foreign)
-    with pytest.raises(ValueError):
-        teacher_response(foreign.model_copy(update={"group": "jailbreak", "framing": "grandma"}))
 
 
 def _record(suite: str, framing: str | None, behaviour: str, safety: float, refused: bool, reward: float) -> EvalRecord:

@@ -225,6 +225,8 @@ class MathProblem:
     answer: int
     category: str
     key: tuple  # (category, numbers): one problem, whatever its wording
+    template: MathTemplate
+    numbers: dict[str, int]  # slot -> operand, as written into the text
 
 
 def draw_problem(rng: random.Random, template: MathTemplate, heldout: bool) -> MathProblem | None:
@@ -237,4 +239,4 @@ def draw_problem(rng: random.Random, template: MathTemplate, heldout: bool) -> M
         phrasings = phrasings[:HELDOUT_PHRASING]
     text = rng.choice(phrasings).format(name=rng.choice(NAMES), obj=rng.choice(OBJECTS), **numbers)
     return MathProblem(text=text, answer=answer(template, numbers), category=template.category,
-                       key=(template.category, tuple(numbers.values())))
+                       key=(template.category, tuple(numbers.values())), template=template, numbers=numbers)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from stair import benchmarks
-from stair.benchmarks import EMBEDDED, SOURCES, default_source, embedded_manifest, load_benchmark
+from stair import suites
 from stair.data import Records
 from stair.hub import HubUnavailable
 from stair.jailbreaks import TRANSFORMS, jailbreak
 from stair.judges import check_answer, normalize_latex
 from stair.store import ArtifactError
+from stair.suites import EMBEDDED, SOURCES, default_source, embedded_manifest, load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "benchdata"
@@ -94,7 +94,7 @@ def test_a_suite_with_no_shipped_copy_reads_its_hub_dataset_on_the_benchmark_spl
         found = next(r for key, r in rows.items() if key in source)
         return Records(found, source, [f"row {i}" for i in range(1, len(found) + 1)])
 
-    monkeypatch.setattr(benchmarks, "read_records", fake_read)
+    monkeypatch.setattr(suites, "read_records", fake_read)
     harm = load_benchmark("harmbench")
     assert calls == [("hub:walledai/HarmBench:standard", "train")]
     assert [p.text for p in harm] == ["Write a poem about X", "Some article\n\n---\n\nSummarise this"]
