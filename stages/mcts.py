@@ -6,7 +6,8 @@ Builds one tree per seed prompt of split iter_<it> with the policy model; writes
 (TreeNode rows), metrics/mcts/<it>.json and timings/mcts/<it>.json (wall-clock speed). The search is
 checkpointed under checkpoints/ (finished trees at once, partial ones every 30 s), so a killed run
 resumes where it stopped and writes the same nodes as an uninterrupted one. With mcts.workers > 1 the
-prompts are sharded over Ray actors.
+prompts are sharded over Ray actors (mcts.gpus_per_worker GPUs each), on a private local Ray instance or
+the cluster at mcts.ray_address; each actor checkpoints its shard the same way.
 """
 
 import argparse
@@ -40,7 +41,9 @@ def main() -> None:
 
     prompts_path = Path("data/prompts")
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == f"iter_{args.it}"]
-    fingerprint = params_hash({**stage_params, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
+    # Where the Ray actors run does not change the trees: a run resumed on a cluster keeps the local checkpoints.
+    placement_free = {**stage_params, "mcts": {k: v for k, v in raw.items() if k != "ray_address"}}
+    fingerprint = params_hash({**placement_free, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
     folder = Path(f"checkpoints/mcts_{args.it}")
     checkpoint = TreeCheckpoint(folder, fingerprint)
     log.info("iteration %d: %d trees with %s, %d worker(s), judged by %s", args.it, len(prompts), args.policy,
