@@ -40,10 +40,10 @@ from stair.training.common import save_model  # noqa: E402
 from stair.training.sft import SFTParams, train_sft  # noqa: E402
 
 # --dry-run: a world, model and training small enough for a CPU in seconds (the code path, not the numbers).
-DRY_WORLD = dict(sft_math=24, sft_harmful=16, sft_benign=8, seed_math=2, seed_harmful=1, seed_jailbreak=2,
-                 seed_benign=2, heldout_per_group=2)
+DRY_WORLD = dict(sft_math=8, sft_harmful=6, sft_benign=2, seed_math=2, seed_harmful=1, seed_jailbreak=2,
+                 seed_benign=2, heldout_per_group=1)
 DRY_TINY = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_length=256)
-DRY_SFT = dict(epochs=1.0, batch_size=8, max_length=256, logging_steps=1)
+DRY_SFT = dict(epochs=1.0, batch_size=8, max_length=128, logging_steps=1)
 METRICS = ("accuracy", "reward_mean", "unsafe_rate", "refusal_rate", "format_ok_rate")
 
 
@@ -119,7 +119,7 @@ def main() -> None:
     if args.dry_run and len(args.seeds) > 1:
         check.skip(f"seeds {args.seeds[1:]}", "--dry-run trains one seed per dtype")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    max_new_tokens = 32 if args.dry_run else HeldoutParams(**(params.get("heldout") or {})).max_new_tokens
+    max_new_tokens = 16 if args.dry_run else HeldoutParams(**(params.get("heldout") or {})).max_new_tokens
     fp32 = BackendParams(device="auto", dtype="float32", batch_size=256)
     runs: dict[str, list[dict]] = {"fp32": [], "bf16": []}
     heldout: dict[int, list] = {}

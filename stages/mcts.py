@@ -23,7 +23,7 @@ from stair.generation import BackendParams
 from stair.judges import JudgeParams, describe_judge
 from stair.mcts import MCTSParams, search_timings, tree_metrics
 from stair.reward import RewardParams
-from stair.scaleout import run_sharded, search_shard
+from stair.scaleout import placement_free, run_sharded, search_shard
 from stair.store import file_md5, params_hash, read_artifact, write_artifact, write_json
 
 
@@ -41,9 +41,8 @@ def main() -> None:
 
     prompts_path = Path("data/prompts")
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == f"iter_{args.it}"]
-    # Where the Ray actors run does not change the trees: a run resumed on a cluster keeps the local checkpoints.
-    placement_free = {**stage_params, "mcts": {k: v for k, v in raw.items() if k != "ray_address"}}
-    fingerprint = params_hash({**placement_free, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
+    fingerprint = params_hash({**stage_params, "mcts": placement_free(raw), "policy": file_md5(args.policy),
+                               "prompts": file_md5(prompts_path)})
     folder = Path(f"checkpoints/mcts_{args.it}")
     checkpoint = TreeCheckpoint(folder, fingerprint)
     log.info("iteration %d: %d trees with %s, %d worker(s), judged by %s", args.it, len(prompts), args.policy,
@@ -52,6 +51,7 @@ def main() -> None:
     start = time.perf_counter()
     engine = (backend_params, judge_params, reward)
     if params.workers > 1:
+        log.info("Ray: %s, %g GPU(s) a worker", params.ray_address or "a private local instance", params.gpus_per_worker)
         trees, stats = run_sharded(args.policy, prompts, args.it, params, *engine, folder, fingerprint, params.workers)
     else:
         built = []

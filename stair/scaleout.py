@@ -92,6 +92,12 @@ def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, pa
     return [done[t.tree_id] for t in trees], search.stats
 
 
+def placement_free(mcts: dict) -> dict:
+    """The raw `mcts` params without `ray_address`, for the checkpoint fingerprint: where the actors run does
+    not change the trees, so a search resumed on a cluster keeps what a local run checkpointed."""
+    return {key: value for key, value in mcts.items() if key != "ray_address"}
+
+
 def run_sharded(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, params: MCTSParams,
                 backend_params: BackendParams, judge_params: JudgeParams, reward: RewardParams,
                 checkpoint_folder: Path | None, fingerprint: str, workers: int,

@@ -17,7 +17,7 @@ from stair.generation import BackendParams
 from stair.judges import JudgeParams
 from stair.mcts import MCTSParams
 from stair.reward import RewardParams
-from stair.scaleout import run_sharded, search_shard
+from stair.scaleout import placement_free, run_sharded, search_shard
 from tests.fakes import save_tiny_model
 
 ray = pytest.importorskip("ray")
@@ -118,3 +118,9 @@ def test_gpus_per_worker_above_one_must_be_whole() -> None:
     with pytest.raises(ValueError, match="mcts.gpus_per_worker=1.5"):
         MCTSParams(gpus_per_worker=1.5)
     assert MCTSParams(gpus_per_worker=0.5).gpus_per_worker == 0.5 and MCTSParams(gpus_per_worker=2).gpus_per_worker == 2
+
+
+def test_where_the_actors_run_is_not_part_of_the_checkpoint_fingerprint() -> None:
+    local = {"workers": 4, "ray_address": "", "gpus_per_worker": 1}
+    assert placement_free(local) == placement_free({**local, "ray_address": "auto"}) == {"workers": 4,
+                                                                                         "gpus_per_worker": 1}
