@@ -1,5 +1,6 @@
 """SI-MCTS for the mcts stage: one engine (`search_shard`), or prompts sharded across Ray actors with one
-backend and judge each (`run_sharded`).
+backend and judge each (`run_sharded`), on a private local Ray instance or an existing Ray cluster, the
+actors asking for CPUs or GPUs (a vLLM engine spans the GPUs of its actor).
 
 Each actor runs the same lock-step `SIMCTS` on its shard and checkpoints finished trees to its own
 file in the shared checkpoint folder, so a killed run resumes per tree exactly as a single engine
@@ -98,6 +99,15 @@ def placement_free(mcts: dict) -> dict:
     return {key: value for key, value in mcts.items() if key != "ray_address"}
 
 
+def gpu_shortfall(workers: int, gpus_per_worker: float, cluster_gpus: float) -> str | None:
+    """Why the actors would wait for GPUs the Ray cluster does not have (now), or None if they fit."""
+    wanted = workers * gpus_per_worker
+    if wanted <= cluster_gpus:
+        return None
+    return (f"mcts.workers={workers} x mcts.gpus_per_worker={gpus_per_worker:g} ask for {wanted:g} GPUs and the Ray "
+            f"cluster has {cluster_gpus:g}: the actors that do not fit wait until GPUs join")
+
+
 def run_sharded(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, params: MCTSParams,
                 backend_params: BackendParams, judge_params: JudgeParams, reward: RewardParams,
                 checkpoint_folder: Path | None, fingerprint: str, workers: int,
@@ -156,14 +166,19 @@ def run_sharded(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, par
     elif started_here:
         ray.init(num_cpus=workers * threads_per_worker, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
+    shortfall = gpu_shortfall(workers, params.gpus_per_worker, ray.cluster_resources().get("GPU", 0))
+    if shortfall:
+        log.warning(shortfall)
     actors = []
     try:
         shards = [list(prompts[i::workers]) for i in range(workers)]
         actors = [Worker.remote(i) for i in range(workers)]
         results = ray.get([a.run.remote(s) for a, s in zip(actors, shards) if s])
     except RayActorError as err:
-        raise RuntimeError(f"a search worker died ({str(err).splitlines()[0]}); its finished trees are kept in "
-                           f"{checkpoint_folder}: run the stage again to resume") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        cause = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"  # the last line: an error it raised
+        raise RuntimeError(f"a search worker died ({cause}); its finished trees are kept in {checkpoint_folder}: "
+                           "run the stage again to resume") from None
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -17,7 +17,7 @@ from stair.generation import BackendParams
 from stair.judges import JudgeParams
 from stair.mcts import MCTSParams
 from stair.reward import RewardParams
-from stair.scaleout import placement_free, run_sharded, search_shard
+from stair.scaleout import gpu_shortfall, placement_free, run_sharded, search_shard
 from tests.fakes import save_tiny_model
 
 ray = pytest.importorskip("ray")
@@ -124,3 +124,10 @@ def test_where_the_actors_run_is_not_part_of_the_checkpoint_fingerprint() -> Non
     local = {"workers": 4, "ray_address": "", "gpus_per_worker": 1}
     assert placement_free(local) == placement_free({**local, "ray_address": "auto"}) == {"workers": 4,
                                                                                          "gpus_per_worker": 1}
+
+
+def test_asking_for_more_gpus_than_the_cluster_has_is_said_not_left_to_hang_silently() -> None:
+    assert gpu_shortfall(8, 1, 8.0) is None and gpu_shortfall(4, 0.5, 2.0) is None
+    assert gpu_shortfall(2, 0, 0.0) is None  # CPU actors
+    assert gpu_shortfall(16, 1, 8.0) == ("mcts.workers=16 x mcts.gpus_per_worker=1 ask for 16 GPUs and the Ray cluster "
+                                         "has 8: the actors that do not fit wait until GPUs join")
