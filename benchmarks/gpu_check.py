@@ -9,8 +9,8 @@ in bf16 for seeds 0 and 1 (the seed sets the world, the model's initialisation a
 `dvc exp run -S seed=N` does), judges every model's greedy held-out answers with the same fp32 decoding
 (so only the training dtype differs), then decodes the seed-0 fp32 model again with the transformers
 backend in bf16 and, if vLLM imports, with the vLLM backend and one SI-MCTS round on it. It stops starting
-steps past `--budget-s` (default 420 s: the whole check fits 8 minutes on one H200) and says plainly what
-it skipped and why. Writes gpu_check.json in the workdir.
+steps past `--budget-s` (default 420 s, so that the whole check stays within 8 minutes on one H200; not yet
+run on one) and says plainly what it skipped and why. Writes gpu_check.json in the workdir.
 """
 
 import argparse
