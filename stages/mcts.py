@@ -6,7 +6,8 @@ Builds one tree per seed prompt of split iter_<it> with the policy model; writes
 (TreeNode rows), metrics/mcts/<it>.json and timings/mcts/<it>.json (wall-clock speed). The search is
 checkpointed under checkpoints/ (finished trees at once, partial ones every 30 s), so a killed run
 resumes where it stopped and writes the same nodes as an uninterrupted one. With mcts.workers > 1 the
-prompts are sharded over Ray actors.
+prompts are sharded over Ray actors (mcts.gpus_per_worker GPUs each), on a private local Ray instance or
+the cluster at mcts.ray_address; each actor checkpoints its shard the same way.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from stair.generation import BackendParams
 from stair.judges import JudgeParams, describe_judge
 from stair.mcts import MCTSParams, search_timings, tree_metrics
 from stair.reward import RewardParams
-from stair.scaleout import run_sharded, search_shard
+from stair.scaleout import placement_free, run_sharded, search_shard
 from stair.store import file_md5, params_hash, read_artifact, write_artifact, write_json
 
 
@@ -40,7 +41,8 @@ def main() -> None:
 
     prompts_path = Path("data/prompts")
     prompts = [p for p in read_artifact(prompts_path, SeedPrompt) if p.split == f"iter_{args.it}"]
-    fingerprint = params_hash({**stage_params, "policy": file_md5(args.policy), "prompts": file_md5(prompts_path)})
+    fingerprint = params_hash({**stage_params, "mcts": placement_free(raw), "policy": file_md5(args.policy),
+                               "prompts": file_md5(prompts_path)})
     folder = Path(f"checkpoints/mcts_{args.it}")
     checkpoint = TreeCheckpoint(folder, fingerprint)
     log.info("iteration %d: %d trees with %s, %d worker(s), judged by %s", args.it, len(prompts), args.policy,
@@ -49,6 +51,7 @@ def main() -> None:
     start = time.perf_counter()
     engine = (backend_params, judge_params, reward)
     if params.workers > 1:
+        log.info("Ray: %s, %g GPU(s) a worker", params.ray_address or "a private local instance", params.gpus_per_worker)
         trees, stats = run_sharded(args.policy, prompts, args.it, params, *engine, folder, fingerprint, params.workers)
     else:
         built = []

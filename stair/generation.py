@@ -497,25 +497,40 @@ class SequentialBackend:
 
 
 class VLLMBackend:
-    """Offline vLLM engine with prefix caching: one request per prompt with `SamplingParams(n=...)`."""
+    """Offline vLLM engine with prefix caching: one request per prompt with `SamplingParams(n=...)`.
+
+    Each request carries its own seed, derived from the engine seed, the call count and its place in the
+    call, so the same calls in the same order draw the same samples (and a resumed search repeats them).
+    `tensor_parallel_size` > 1 splits one engine over that many GPUs.
+    """
 
     def __init__(self, path: str, seed: int = 0, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.85,
-                 trust_remote_code: bool = False, max_model_len: int | None = None):
+                 trust_remote_code: bool = False, max_model_len: int | None = None, tensor_parallel_size: int = 1):
         from vllm import LLM  # optional GPU extra
 
         self.llm = LLM(model=str(path), seed=seed, dtype=dtype, enable_prefix_caching=True,
                        gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=trust_remote_code,
-                       max_model_len=max_model_len)
+                       max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size)
         self.tokenizer = self.llm.get_tokenizer()
         self.seed = seed
+        self.calls = 0
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
+    def sampling_state(self) -> dict:
+        return {"calls": self.calls}  # each request's seed is derived from the call count
+
+    def restore_sampling_state(self, state: dict) -> None:
+        self.calls = state["calls"]
+
     def generate(self, prompts: Sequence[str], n: int, sampling: Sampling, mode: Mode) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
+        if not prompts:
+            return []
+        self.calls += 1
+        params = [SamplingParams(
             n=1 if sampling.greedy else n,
             temperature=max(sampling.temperature, 0.0),
             top_p=sampling.top_p,
@@ -524,7 +539,8 @@ class VLLMBackend:
             stop=stop_strings(mode),
             include_stop_str_in_output=True,
             skip_special_tokens=False,
-        )
+            seed=self.seed * 1_000_003 + self.calls * 7919 + i,
+        ) for i in range(len(prompts))]
         # Token ids, not text: vLLM would tokenize text with add_special_tokens and put a second BOS in front
         # of the one the chat template already wrote.
         token_prompts = [{"prompt_token_ids": ids} for ids in
@@ -572,6 +588,9 @@ class OpenAIBackend:
         except urllib.error.HTTPError as err:
             raise RuntimeError(f"{self.url} answered {err.code}: {err.read()[:300]!r}") from None
         choices = sorted(payload["choices"], key=lambda c: c.get("index", 0))
+        if len(choices) != body["n"]:
+            raise RuntimeError(f"{self.url} returned {len(choices)} completions for n={body['n']}: the server must "
+                               "honour n (vLLM serve and SGLang do)")
         texts = [c["text"] for c in choices]
         counts = self.count_tokens(texts)
         samples = [Completion(t, k, c.get("finish_reason") == "stop") for t, k, c in zip(texts, counts, choices)]
@@ -612,9 +631,15 @@ def _transformers(path, params: BackendParams, seed: int) -> Backend:
 
 
 def _vllm(path, params: BackendParams, seed: int) -> Backend:
+    import sys
+
+    # In a Ray search actor the engine spans the GPUs Ray gave it (mcts.gpus_per_worker), tensor parallel;
+    # elsewhere (a driver gets no GPU ids from Ray) it uses one GPU.
+    ray = sys.modules.get("ray")
+    gpus = len(ray.get_gpu_ids()) if ray is not None and ray.is_initialized() else 0
     return VLLMBackend(str(path), seed=seed, dtype=params.dtype if params.dtype != "float32" else "bfloat16",
                        gpu_memory_utilization=params.gpu_memory_utilization,
-                       trust_remote_code=params.trust_remote_code)
+                       trust_remote_code=params.trust_remote_code, tensor_parallel_size=max(gpus, 1))
 
 
 def _openai(path, params: BackendParams, seed: int) -> Backend:

@@ -54,6 +54,8 @@ class MCTSParams:
     rollouts: int = 1  # rollouts per evaluation of a non-terminal node (official: 1); each is backed up
     cut_steps: str = "end"  # a step cut at max_step_tokens: end (judged as it stands) | continue (official)
     workers: int = 1  # > 1: prompts sharded over this many Ray actors, one engine each (the ray extra)
+    ray_address: str = ""  # workers > 1: "" a private local Ray instance; "auto" or an address: join that cluster
+    gpus_per_worker: float = 0.0  # GPUs each Ray actor asks for (a vLLM engine spans them); 0: CPU actors
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -65,6 +67,9 @@ class MCTSParams:
                      "rollouts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"mcts.{name}={getattr(self, name)} must be >= 1")
+        if self.gpus_per_worker > 1 and not float(self.gpus_per_worker).is_integer():
+            raise ValueError(f"mcts.gpus_per_worker={self.gpus_per_worker}: above 1 it must be a whole number "
+                             "(Ray shares a GPU only in fractions below 1)")
 
 
 @dataclass

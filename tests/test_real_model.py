@@ -87,10 +87,10 @@ def test_vllm_backend_sends_token_ids_without_a_second_bos(base, monkeypatch) ->
         def get_tokenizer(self):
             return self.tokenizer
 
-        def generate(self, prompts, params, use_tqdm=False):
+        def generate(self, prompts, params, use_tqdm=False):  # one SamplingParams per prompt
             sent["prompts"], sent["params"] = prompts, params
             output = types.SimpleNamespace(text=OUTPUT_CLOSE, token_ids=[1], finish_reason="stop")
-            return [types.SimpleNamespace(outputs=[output] * params.n) for _ in prompts]
+            return [types.SimpleNamespace(outputs=[output] * p.n) for p in params]
 
     class FakeSamplingParams:
         def __init__(self, **kwargs):
