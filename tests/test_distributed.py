@@ -35,7 +35,7 @@ from tests.project import merge
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs/accelerate"
 # Two runs over the same data, seed and global batch differ only in float summation order.
-LOSS_TOLERANCE = 1e-3
+LOSS_TOLERANCE = 1e-4
 WEIGHT_TOLERANCE = 1e-4
 STEP_A = render_step("Risk Assessment", "This is harmful. I must refuse.")
 STEP_B = render_step("Request Analysis", "No harmful intent, so I should help.")
@@ -195,26 +195,27 @@ def test_dpo_in_two_processes_matches_one(monkeypatch, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_prm_in_two_processes_matches_one(monkeypatch, tmp_path) -> None:
-    params = {"prm": {**MICRO, "learning_rate": 1e-2, "runs": 2, "pairwise_weight": 1.0},
-              "loop": {"1": {"policy": "models/sft", "out": "models/dpo/1"}}}
-    root = project(tmp_path, params, ["models/dpo/1"])
+    root = project(tmp_path, {"prm": {**MICRO, "learning_rate": 1e-2, "runs": 2, "pairwise_weight": 1.0}},
+                   ["models/dpo/1"])
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump({**params, "loop": {"1": {"policy": "models/sft",
+                                                                              "out": "models/dpo/1"}}}))
     config = json.loads((root / "models/dpo/1/config.json").read_text())
     # The head's dropout draws differ between one batch and its two halves; without it the runs compare exactly.
     (root / "models/dpo/1/config.json").write_text(json.dumps({**config, "classifier_dropout": 0.0}))
 
-    def example(i: int, steps: list[str], label: float, split: str) -> PRMExample:
+    def example(i: int, steps: list[str], label: float) -> PRMExample:
         return PRMExample(prompt_id=str(i), prompt=PROMPTS[i], steps=steps, label=label, hard_label=int(label > 0.5),
-                          value=label, visits=2, kind="safety", iteration=1, split=split)
+                          value=label, visits=2, kind="safety", iteration=1, split="train" if i < 8 else "validation")
 
-    # 8 training prompts: 16 paths and 8 sibling pairs, 3 full batches of 8.
-    rows = [row for i in range(16) for row in (
-        example(i, [STEP_A], 0.9, "train" if i < 8 else "validation"),
-        example(i, [STEP_B], 0.2 + 0.01 * i, "train" if i < 8 else "validation"),
-        *([example(i, [STEP_A, REFUSAL], 1.0, "train")] if i % 3 else []))]
+    # 8 training prompts: 16 paths and 8 sibling pairs, 3 full batches of 8 (a last, short batch would be
+    # filled up differently in 2 processes).
+    rows = [row for i in range(16) for row in (example(i, [STEP_A], 0.9), example(i, [STEP_B], 0.2 + 0.01 * i),
+                                               *([example(i, [STEP_A, REFUSAL], 1.0)] if i % 3 else []))]
     write_artifact(root / "data/prm_labels", rows, PRMExample, stage="test", params={})
     runs = run_twice(monkeypatch, root, "stages.prm", [], "plots/prm_loss.json", "models/prm",
                      AutoModelForTokenClassification)
-    check_agreement(runs, steps=2)
+    check_agreement(runs, steps=6)  # both runs' 3 steps
     metrics = json.loads(Path("metrics/prm.json").read_text())
     assert metrics["runs"] == 2 and metrics["validation_sibling_pairs"] > 0
 
