@@ -1,7 +1,7 @@
 """Run a training job in several processes with `accelerate launch`, from inside the stage that needs it.
 
-A stage calls `in_processes(...)` around its training call. With one process the call runs here, as it
-always has. With more, the stage re-executes itself under `accelerate launch` (the strategy's config file
+A training stage hands its training call to `train_in_processes`. With one process the call runs here, as
+it always has. With more, the stage re-executes itself under `accelerate launch` (the strategy's config file
 from the project, the process and machine counts from params) and waits: every worker runs the same
 training call, rank 0 saves the consolidated model and hands the call's result back through a file, and
 the stage goes on (metrics, plots) in this process as before. A worker knows it is one by `WORKER_ENV`.
