@@ -131,7 +131,7 @@ def in_processes(params: DistributedParams, train: Callable[[], dict], module: s
     if not params.launched:
         return train()
     if params.strategy == "zero3":
-        _require("deepspeed", "distributed.strategy zero3 needs DeepSpeed: pip install 'stair[zero3]'")
+        _require("deepspeed", "distributed.strategy zero3 needs DeepSpeed: pip install -e '.[zero3]'")
     mixed_precision = "bf16" if bf16 and _cuda_available() else "no"
     command = launch_command(params, config_dir, module, argv, mixed_precision, machine_rank)
     with tempfile.TemporaryDirectory(prefix="stair-launch-") as tmp:

@@ -103,6 +103,17 @@ def test_one_process_trains_in_place_and_a_failed_launch_is_a_clear_error(monkey
     assert WORKER_ENV in calls[0]
 
 
+def test_zero3_without_deepspeed_is_named_before_anything_starts(monkeypatch) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed"):
+        pytest.skip("DeepSpeed is installed here")
+    monkeypatch.delenv(WORKER_ENV, raising=False)
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: pytest.fail("launched"))
+    with pytest.raises(ParamsError, match=r"zero3 needs DeepSpeed: pip install -e '.\[zero3\]'"):
+        in_processes(DistributedParams(processes=2, strategy="zero3"), lambda: {}, "stages.sft", [], CONFIGS)
+
+
 def test_a_worker_trains_and_rank_0_hands_back_its_result(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(WORKER_ENV, str(tmp_path / "result.json"))
     monkeypatch.setenv("RANK", "0")
@@ -147,13 +158,22 @@ def run_twice(monkeypatch, root: Path, module: str, argv: list[str], plot: str, 
     runs = []
     for processes in (1, 2):
         params = yaml.safe_load(Path("params.yaml").read_text())
-        params["distributed"].update(processes=processes, strategy=strategy)
+        params["distributed"].update(processes=processes, strategy=strategy, main_port=free_port())
         Path("params.yaml").write_text(yaml.safe_dump(params))
         stage()
         weights = loader.from_pretrained(model).state_dict()
         runs.append((json.loads(Path(plot).read_text()), weights))
     assert not list(Path(model).parent.glob(f".{Path(model).name}.*")), "a temporary save folder was left"
     return runs
+
+
+def free_port() -> int:
+    """A port no one listens on now, so that concurrent test runs do not meet at accelerate's default."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def check_agreement(runs: tuple, steps: int) -> None:
