@@ -14,6 +14,7 @@ from pathlib import Path
 
 from schemas import StepPair
 from stages.common import ACCELERATE_CONFIGS, load_section, log, stage_main
+from stair.config import ParamsError
 from stair.hub import load_rows
 from stair.launch import DistributedParams, train_in_processes
 from stair.store import write_json
@@ -40,6 +41,10 @@ def main() -> None:
     args = parser.parse_args()
     params, _ = load_section("dpo", DPOStageParams)
     distributed, _ = load_section("distributed", DistributedParams)
+    if distributed.launched and params.precompute_ref_log_probs:
+        # TRL 1.13 caches them in a temporary folder of its own in each process, which the others cannot read.
+        raise ParamsError("dpo.precompute_ref_log_probs does not work with distributed.processes > 1; set it "
+                          "false: the reference model is then sharded like the policy")
     pairs, source = stage_pairs(params, args.it)
     reference = args.policy if params.reference == "policy" else Path("models/sft")
     result = train_in_processes("dpo", params, distributed,

@@ -114,6 +114,20 @@ def test_zero3_without_deepspeed_is_named_before_anything_starts(monkeypatch) ->
         in_processes(DistributedParams(processes=2, strategy="zero3"), lambda: {}, "stages.sft", [], CONFIGS)
 
 
+def test_dpo_refuses_precomputed_reference_log_probs_in_several_processes(monkeypatch, tmp_path) -> None:
+    import stages.dpo
+
+    root = tmp_path / "project"
+    root.mkdir()
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()),
+                   {"dpo": {"precompute_ref_log_probs": True}, "distributed": {"processes": 2}})
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "argv", ["stages.dpo", "--it", "1", "--policy", "models/sft", "--out", "models/dpo/1"])
+    with pytest.raises(ParamsError, match="dpo.precompute_ref_log_probs does not work with distributed.processes"):
+        stages.dpo.main.__wrapped__()
+
+
 def test_a_worker_trains_and_rank_0_hands_back_its_result(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(WORKER_ENV, str(tmp_path / "result.json"))
     monkeypatch.setenv("RANK", "0")
@@ -190,8 +204,10 @@ MICRO = dict(epochs=1.0, batch_size=8, logging_steps=1, max_length=128, warmup_r
 
 
 @pytest.mark.slow
-def test_sft_in_two_processes_matches_one(monkeypatch, tmp_path) -> None:
-    root = project(tmp_path, {"sft": {**MICRO, "learning_rate": 1e-2}}, ["models/base"])
+@pytest.mark.parametrize("lora_r", [0, 4], ids=["full", "lora"])
+def test_sft_in_two_processes_matches_one(monkeypatch, tmp_path, lora_r) -> None:
+    root = project(tmp_path, {"sft": {**MICRO, "learning_rate": 1e-2, "lora": {"r": lora_r, "dropout": 0.0}}},
+                   ["models/base"])  # LoRA dropout masks would differ between one batch and its halves
     rows = [SFTExample(id=str(i), prompt_id=str(i), prompt=p, response=STEP_A + REFUSAL, kind="safety",
                        source="test") for i, p in enumerate(PROMPTS)]
     write_artifact(root / "data/sft", rows, SFTExample, stage="test", params={})
