@@ -24,6 +24,8 @@ INPUTS = Path("data/inputs")
 # The judge model 'self' names in the evaluation stages (heldout, search, eval): one fixed judge for
 # every model compared, never the model under test (dvc.yaml lists it as their dep).
 SFT_MODEL = Path("models/sft")
+# The accelerate launch configs of the training stages, one per `distributed.strategy` (their dep in dvc.yaml).
+ACCELERATE_CONFIGS = Path("configs/accelerate")
 
 log = logging.getLogger("stair")
 

@@ -53,12 +53,14 @@ RANGES: dict[str, Range] = {
         "max_response_tokens", "concurrent_trees", "workers", "epochs", "grad_accum", "logging_steps",
         "learning_rate", "alpha", "max_tokens", "max_good_bad_ratio", "max_sft_per_prompt", "runs",
         "beam_expansions", "max_steps", "prm_batch_size", "max_new_tokens", "budgets", "beta", "k1", "k2",
+        "processes", "machines",
     ], POSITIVE),
     **dict.fromkeys([
         "seed", "sft_math", "sft_harmful", "sft_benign", "seed_math", "seed_harmful", "seed_jailbreak",
         "seed_benign", "heldout_per_group", "temperature", "top_k", "c", "weight_decay", "r", "min_visits",
         "margin", "pair_margin", "pairwise_weight", "per_suite", "limit", "gpus_per_worker",
     ], NON_NEGATIVE),
+    "main_port": Range(1, 65535),
     "good_threshold": ANY,  # a reward value (absolute thresholds), which may be negative
 }
 

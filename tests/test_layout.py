@@ -16,6 +16,7 @@ from stair.evaluation import EvalParams, HeldoutParams
 from stair.generation import BackendParams
 from stair.hub import PublishParams
 from stair.judges import JudgeParams
+from stair.launch import DistributedParams
 from stair.mcts import MCTSParams
 from stair.pairs import PairParams
 from stair.prm import LabelParams
@@ -30,7 +31,8 @@ DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "backend": BackendParams,
             "reward": RewardParams, "judges": JudgeParams, "mcts": MCTSParams, "pairs": PairParams,
             "dpo": DPOStageParams, "prm_labels": LabelParams, "prm": PRMParams, "search": SearchParams,
-            "heldout": HeldoutParams, "eval": EvalParams, "publish": PublishParams}
+            "heldout": HeldoutParams, "eval": EvalParams, "publish": PublishParams,
+            "distributed": DistributedParams}
 
 
 def imports(path: Path) -> set[str]:

@@ -1,4 +1,5 @@
-"""What every trainer here shares: device-safe TrainingArguments, LoRA, and saving a model atomically."""
+"""What every trainer here shares: device-safe TrainingArguments, LoRA, and saving a model atomically
+(consolidated from every process of a distributed run)."""
 
 import atexit
 import logging
@@ -119,10 +120,40 @@ def scratch_dir() -> str:
     return path
 
 
-def save_trained(trainer, tokenizer, out_dir: Path) -> None:
-    """Save the trained model atomically into `out_dir` and remove the trainer's scratch folder."""
-    save_model(trainer.model, tokenizer, out_dir)
+def save_trained(trainer, tokenizer, out_dir: Path, state_dict: dict | None = None) -> None:
+    """Save the trained model (or `state_dict` in its place) atomically into `out_dir` as one ordinary
+    `save_pretrained` folder, and remove the trainer's scratch folder.
+
+    In a run of several processes only the main one writes. Where the weights are sharded (FSDP,
+    DeepSpeed ZeRO-3) every process takes part in gathering them whole first, so the folder is the same
+    consolidated model a single process would save, and later stages read it unchanged.
+    """
+    accelerator = trainer.accelerator
+    if is_sharded(trainer):
+        state_dict = state_dict if state_dict is not None else gathered_state_dict(trainer)
+        if accelerator.is_main_process:
+            with atomic_dir(Path(out_dir)) as tmp:
+                accelerator.unwrap_model(trainer.model).save_pretrained(tmp, state_dict=state_dict,
+                                                                        safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+    elif accelerator.is_main_process:
+        if state_dict is not None:
+            trainer.model.load_state_dict(state_dict)
+        save_model(trainer.model, tokenizer, out_dir)
+    accelerator.wait_for_everyone()  # no process leaves (and no launcher reports success) before the save
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+
+
+def is_sharded(trainer) -> bool:
+    """Whether no process holds the whole model (FSDP or DeepSpeed, from the accelerate launch config)."""
+    return trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
+
+
+def gathered_state_dict(trainer) -> dict:
+    """The trained weights, whole, on the main process (a collective where sharded: every process calls it)."""
+    if not is_sharded(trainer):
+        return {key: value.detach().cpu() for key, value in trainer.model.state_dict().items()}
+    return trainer.accelerator.get_state_dict(trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model)
 
 
 def loss_history(trainer) -> list[dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from schemas import StepPair
 from stair.format import OUTPUT_CLOSE
+from stair.launch import is_main_worker
 from stair.modeling import chat_prompt
 from stair.training.common import (
     TrainParams,
@@ -136,7 +137,8 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
     if not pairs:
         # Defined handling: trees with no clear preference leave the policy as it was.
         log.warning("no preference pairs: the trees gave none, so %s is saved unchanged", policy_dir)
-        save_model(model, tokenizer, out_dir)
+        if is_main_worker():  # one writer where several processes were launched
+            save_model(model, tokenizer, out_dir)
         return {"train_loss": 0.0, "steps": 0, "runtime_s": 0.0, "pairs": 0, "reward_accuracy": 0.0,
                 "reward_margin": 0.0, "history": []}
     ref_dir = explicit_reference(policy_dir, reference_dir, params)

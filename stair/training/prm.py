@@ -25,10 +25,11 @@ from stair.store import ArtifactError
 from stair.training.common import (
     LoraParams,
     TrainParams,
+    gathered_state_dict,
     loss_history,
     peft_config,
     quiet_hf,
-    save_model,
+    save_trained,
     training_args,
 )
 
@@ -137,17 +138,33 @@ def _collate(pad_id: int):
     return collate
 
 
-def prm_loss(logits, labels, pairs, pairwise_weight: float = 1.0):
+def prm_loss(logits, labels, pairs, pairwise_weight: float = 1.0, shares: tuple[float, float] = (1.0, 1.0)):
     """BCE where `labels` is not IGNORE, plus `pairwise_weight` x Bradley-Terry on `pairs` (P x 4 rows of
-    chosen sequence, position, rejected sequence, position); either term is left out when it has no data."""
+    chosen sequence, position, rejected sequence, position); either term is left out when it has no data.
+
+    `shares` scale the two means (see `process_shares`), so that averaging the losses of several processes
+    gives the means over all their labels and pairs, as one process would compute them.
+    """
     import torch.nn.functional as F
 
     mask = labels != IGNORE
     loss = F.binary_cross_entropy_with_logits(logits[mask], labels[mask]) if mask.any() else logits.sum() * 0
+    loss = loss * shares[0]
     if len(pairs):
         chosen, rejected = logits[pairs[:, 0], pairs[:, 1]], logits[pairs[:, 2], pairs[:, 3]]
-        loss = loss + pairwise_weight * -F.logsigmoid(chosen - rejected).mean()
+        loss = loss + pairwise_weight * shares[1] * -F.logsigmoid(chosen - rejected).mean()
     return loss
+
+
+def process_shares(accelerator, labels, pairs) -> tuple[float, float]:
+    """Per term (labelled steps, sibling pairs): processes x this process's count / the count over all of
+    them. The processes' batches hold different numbers of labels, so plain per-process means, averaged,
+    would weigh one process's labels more than another's; exactly 1.0 in a single process."""
+    if accelerator.num_processes == 1:
+        return 1.0, 1.0
+    local = labels.new_tensor([float((labels != IGNORE).sum()), float(len(pairs))])
+    total = accelerator.reduce(local.clone(), reduction="sum")
+    return tuple(float(accelerator.num_processes * n / max(t, 1.0)) for n, t in zip(local.tolist(), total.tolist()))
 
 
 def _trainer_class(pairwise_weight: float):
@@ -157,7 +174,7 @@ def _trainer_class(pairwise_weight: float):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels, pairs = inputs.pop("labels"), inputs.pop("pairs")
             logits = model(**inputs).logits[..., 0]
-            loss = prm_loss(logits, labels, pairs, pairwise_weight)
+            loss = prm_loss(logits, labels, pairs, pairwise_weight, process_shares(self.accelerator, labels, pairs))
             return (loss, logits) if return_outputs else loss
 
     return PRMTrainer
@@ -207,12 +224,11 @@ def train_prm(backbone_dir: Path, examples: list[PRMExample], out_dir: Path, par
         shutil.rmtree(args.output_dir, ignore_errors=True)
         offset = sum(r.global_step for r in results[:-1])  # one x axis: run k's steps follow run k - 1's
         history += [{**row, "step": row["step"] + offset, "run": run} for row in loss_history(trainer)]
-        if params.runs > 1:
-            for key, value in trainer.model.state_dict().items():
+        if params.runs > 1:  # every process gathers (sharded weights need all of them); the main one sums
+            for key, value in gathered_state_dict(trainer).items():
                 summed[key] = summed.get(key, 0) + value.detach().cpu()
-    if summed:
-        trainer.model.load_state_dict({key: value / params.runs for key, value in summed.items()})
-    save_model(trainer.model, tokenizer, out_dir)
+    save_trained(trainer, tokenizer, out_dir,
+                 {key: value / params.runs for key, value in summed.items()} if params.runs > 1 else None)
     return {
         "train_loss": round(sum(r.training_loss for r in results) / len(results), 5),
         "steps": sum(r.global_step for r in results),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import SFTExample
+from stair.launch import is_main_worker
 from stair.modeling import chat_prompt
 from stair.store import atomic_dir
 from stair.training.common import (
@@ -46,8 +47,9 @@ def train_sft(base_dir: Path, examples: list[SFTExample], out_dir: Path, params:
     """
     if params.skip:
         log.info("sft.skip: %s is already format-aligned; copying it unchanged", base_dir)
-        with atomic_dir(Path(out_dir)) as tmp:
-            shutil.copytree(base_dir, tmp, dirs_exist_ok=True)
+        if is_main_worker():  # one writer where several processes were launched
+            with atomic_dir(Path(out_dir)) as tmp:
+                shutil.copytree(base_dir, tmp, dirs_exist_ok=True)
         return {"train_loss": None, "steps": 0, "runtime_s": 0.0, "examples": 0, "history": []}
     import torch
     from datasets import Dataset
