@@ -13,6 +13,7 @@ SECTIONS = {
     "data": "stair.data:DataParams",
     "base": "stages.base:BaseParams",
     "sft": "stair.training.sft:SFTParams",
+    "distributed": "stair.launch:DistributedParams",
     "backend": "stair.generation:BackendParams",
     "reward": "stair.reward:RewardParams",
     "judges": "stair.judges:JudgeParams",
