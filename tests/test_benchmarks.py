@@ -13,7 +13,7 @@ import pytest
 from stair import benchmarks
 from stair.benchmarks import EMBEDDED, SOURCES, default_source, embedded_manifest, load_benchmark
 from stair.data import Records
-from stair.hub import HubUnavailable
+from stair.errors import HubUnavailable
 from stair.jailbreaks import TRANSFORMS, jailbreak
 from stair.judges import check_answer, normalize_latex
 from stair.store import ArtifactError
