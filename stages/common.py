@@ -12,9 +12,9 @@ from typing import TypeVar
 import yaml
 
 from stages.registry import SECTIONS, TOP_LEVEL, section_class
-from stair.config import ParamsError, from_mapping
-from stair.hub import HubUnavailable, is_hub_ref
-from stair.store import ArtifactError
+from stair.config import from_mapping
+from stair.errors import ArtifactError, HubUnavailable, ParamsError
+from stair.hub.refs import is_hub_ref
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")

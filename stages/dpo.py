@@ -15,7 +15,7 @@ from pathlib import Path
 from schemas import StepPair
 from stages.common import ACCELERATE_CONFIGS, load_section, log, stage_main
 from stair.config import ParamsError
-from stair.hub import load_rows
+from stair.hub.pull import load_rows
 from stair.launch import DistributedParams, train_in_processes
 from stair.store import write_json
 from stair.training.dpo import DPOParams, train_step_dpo

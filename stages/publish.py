@@ -11,19 +11,11 @@ each folder in one commit; content already on the Hub makes no new commit.
 from pathlib import Path
 
 from stages.common import load_section, log, loop_items, stage_main
-from stair.hub import (
-    HubError,
-    PublishParams,
-    build_dataset_folder,
-    build_model_folder,
-    dvc_lock_md5s,
-    expand_configs,
-    git_commit,
-    hub_user,
-    push_folder,
-    repo_id_for,
-    resolve_token,
-)
+from stair.errors import HubError
+from stair.hub.cards import build_dataset_folder, build_model_folder, dvc_lock_md5s, git_commit
+from stair.hub.publish import PublishParams, expand_configs, repo_id_for
+from stair.hub.push import hub_user, push_folder
+from stair.hub.refs import resolve_token
 from stair.store import write_json
 
 

@@ -25,7 +25,7 @@ SECTIONS = {
     "search": "stair.search:SearchParams",
     "heldout": "stair.evaluation:HeldoutParams",
     "eval": "stair.evaluation:EvalParams",
-    "publish": "stair.hub:PublishParams",
+    "publish": "stair.hub.publish:PublishParams",
 }
 TOP_LEVEL = {"seed", "loop", *SECTIONS}  # `seed` and `loop` are checked where they are read (stages.common)
 

@@ -9,11 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from stair.config import ParamsError
 from stair.data import MAX_RECORD_CHARS
-from stair.hub import HubUnavailable, hub_offline
+from stair.errors import ArtifactError, HubUnavailable, ParamsError
+from stair.hub.refs import hub_offline
 from stair.profiles import PARAMS, PROFILES
-from stair.store import ArtifactError, check_replaceable, connect, find_artifacts, pipeline_outputs
+from stair.store import check_replaceable, connect, find_artifacts, pipeline_outputs
 
 # What a user can get wrong; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ArtifactError, HubUnavailable, ParamsError)
@@ -148,7 +148,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from schemas import ROW_TYPES
-    from stair.hub import HubRef, pull_to_artifact
+    from stair.hub.pull import pull_to_artifact
+    from stair.hub.refs import HubRef
 
     if Path(args.repo_id).exists():  # a published folder on disk
         source = f"{args.repo_id}:{args.config}" if args.config else args.repo_id

@@ -12,11 +12,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from stair.errors import ParamsError
+
 T = TypeVar("T")
-
-
-class ParamsError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

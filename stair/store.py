@@ -23,15 +23,12 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
 from schemas import ROW_TYPES, ArtifactManifest, InputRef
+from stair.errors import ArtifactError
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
 
 Row = TypeVar("Row", bound=BaseModel)
-
-
-class ArtifactError(ValueError):
-    """Bad input data: the message names the file, the row and the field."""
 
 
 def _arrow_type(annotation: object) -> pa.DataType:

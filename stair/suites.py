@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import SeedPrompt
-from stair.data import MAX_RECORD_CHARS, Records, check_mapping, map_prompts, read_records
-from stair.hub import is_hub_ref
+from stair.columns import check_mapping, map_prompts
+from stair.data import MAX_RECORD_CHARS, Records, read_records
+from stair.hub.refs import is_hub_ref
 from stair.store import ArtifactError, validate_rows
 
 # The copies shipped with the project (package data); MANIFEST records each file's sha256 and rows.

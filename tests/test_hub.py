@@ -20,24 +20,13 @@ import pytest
 import yaml
 
 from schemas import SeedPrompt, SFTExample, StepPair, TreeNode
-from stair.hub import (
-    HubError,
-    HubRef,
-    HubUnavailable,
-    PublishParams,
-    build_dataset_folder,
-    build_model_folder,
-    dvc_lock_md5s,
-    expand_configs,
-    load_rows,
-    parse_source,
-    pull_dataset,
-    pull_to_artifact,
-    push_folder,
-    read_card_metadata,
-    redact,
-)
-from stair.store import ArtifactError, read_artifact, read_manifest, write_artifact
+from stair.errors import ArtifactError, HubError, HubUnavailable
+from stair.hub.cards import build_dataset_folder, build_model_folder, dvc_lock_md5s, read_card_metadata
+from stair.hub.publish import PublishParams, expand_configs
+from stair.hub.pull import load_rows, pull_dataset, pull_to_artifact
+from stair.hub.push import push_folder
+from stair.hub.refs import HubRef, parse_source, redact
+from stair.store import read_artifact, read_manifest, write_artifact
 
 TOKEN = "hf_FAKEtoken0123456789abcdefSECRET"
 SFT = [
@@ -380,7 +369,7 @@ def test_push_uploads_the_folder_in_one_commit_and_again_makes_none(artifacts, t
 def test_unchanged_files_are_recognised_as_git_blobs_and_as_lfs_objects(tmp_path) -> None:
     from huggingface_hub.hf_api import RepoFile
 
-    from stair.hub import _same_content
+    from stair.hub.push import _same_content
 
     file = tmp_path / "f.parquet"
     file.write_bytes(b"PAR1 data")

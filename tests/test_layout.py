@@ -14,7 +14,7 @@ from stair.config import from_mapping
 from stair.data import DataParams
 from stair.evaluation import EvalParams, HeldoutParams
 from stair.generation import BackendParams
-from stair.hub import PublishParams
+from stair.hub.publish import PublishParams
 from stair.judges import JudgeParams
 from stair.launch import DistributedParams
 from stair.mcts import MCTSParams

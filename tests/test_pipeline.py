@@ -158,7 +158,7 @@ def test_dry_run_publish_folder_round_trips(project: Path, tmp_path: Path) -> No
     from datasets import load_dataset
 
     from stair.cli import main
-    from stair.hub import read_card_metadata
+    from stair.hub.cards import read_card_metadata
 
     folder = project / "hub" / "stair-data"
     configs = [c["config_name"] for c in read_card_metadata(folder)["configs"]]

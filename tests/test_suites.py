@@ -12,7 +12,7 @@ import pytest
 
 from stair import suites
 from stair.data import Records
-from stair.hub import HubUnavailable
+from stair.errors import HubUnavailable
 from stair.jailbreaks import TRANSFORMS, jailbreak
 from stair.judges import check_answer, normalize_latex
 from stair.store import ArtifactError
