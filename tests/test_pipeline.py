@@ -28,8 +28,9 @@ MICRO = {
                        "seed_jailbreak": 3, "seed_benign": 2, "heldout_per_group": 3}},
     "base": {"tiny": {"vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "num_layers": 2,
                       "num_heads": 2}},
-    "sft": {"epochs": 4.0, "batch_size": 16, "logging_steps": 2},
-    "mcts": {"iterations": 4, "max_depth": 4, "concurrent_trees": 3, "max_step_tokens": 40,
+    "sft": {"epochs": 8.0, "batch_size": 16, "logging_steps": 2},  # enough for some well-formed answers
+    # Iterations enough to go below the root's children: sibling pairs need values that differ.
+    "mcts": {"iterations": 8, "max_depth": 4, "concurrent_trees": 3, "max_step_tokens": 40,
              "max_response_tokens": 120},
     "dpo": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
     "prm": {"epochs": 1.0, "batch_size": 8, "logging_steps": 2},
