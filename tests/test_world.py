@@ -42,11 +42,11 @@ def _answer(world: World, prompt: SeedPrompt) -> str:
 # sha256 of the default run's world (params.yaml data.world, 3 iterations, seed 0): its prompts and SFT
 # examples, then the teacher's response to every prompt, one JSON line each. Computed on the code from before
 # the catalogue became data and the teacher wrote each response as its prompt was drawn (it re-parsed the
-# prompt's text then): those refactorings left the world byte for byte as it was. A change that means to
-# move the world updates them.
+# prompt's text then): those refactorings left the world byte for byte as it was. Updated when the benign
+# seeds moved to a phrasing of their own. A change that means to move the world updates them.
 DEFAULT_WORLD = dict(sft_math=400, sft_harmful=300, sft_benign=200, seed_math=12, seed_harmful=4,
                      seed_jailbreak=16, seed_benign=16, heldout_per_group=60, iterations=3, seed=0)
-DEFAULT_WORLD_SHA256 = "28d662eccc20265144fb8acb5e9b2c4d749fc6c26c6a189c76efe57278e4d4b6"
+DEFAULT_WORLD_SHA256 = "145b3f17f667d7ae3ad3c2dc65db93329bf994aca6db30e113cce5e18f887267"
 DEFAULT_RESPONSES_SHA256 = "6249e5bc34d2f1afad95786429e0f91c129f72f9a8024a5869f8122fc329f5d4"
 
 
@@ -202,12 +202,15 @@ def test_heldout_math_and_novel_benign_are_new(world: World) -> None:
     assert not any(p.group == "benign_novel" for p in world.prompts if p.split != "heldout")
 
 
-def test_heldout_benign_uses_the_phrasing_training_never_saw(world: World) -> None:
-    last = {item.phrasings[-1] for item in BENIGN_TRAIN}
-    assert not any(q in other for q in last for item in BENIGN_TRAIN for other in item.phrasings[:-1])
+def test_benign_phrasings_split_between_sft_seeds_and_heldout(world: World) -> None:
+    """SFT uses a training topic's first phrasing, the SI-MCTS seeds its second, the held-out set its third."""
+    index_of = {q: i for item in BENIGN_TRAIN for i, q in enumerate(item.phrasings)}
+    split_of = {0: "sft", 1: "iter", 2: "heldout"}
     for p in world.prompts:
         if p.group == "benign_sensitive":
-            assert any(q in p.text for q in last) == (p.split == "heldout"), p.text
+            # The longest phrasing in the text (one held-out phrasing quotes an SFT one whole).
+            phrasing = max((q for q in index_of if q in p.text), key=len)
+            assert p.split.startswith(split_of[index_of[phrasing]]), (p.split, p.text)
 
 
 def test_heldout_does_not_move_with_training_counts(world: World) -> None:

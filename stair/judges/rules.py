@@ -89,7 +89,9 @@ def verifiable_helpfulness(prompts, parsed, responses) -> list[Verdict]:
         elif check_answer(answer, prompt.ground_truth):
             verdicts.append(Verdict(1.0, "matches the reference"))
         else:
-            verdicts.append(Verdict(-1.0 if prompt.kind == "helpfulness" else 0.0, "does not match the reference"))
+            # An attempt that misses ranks above a refusal (-1): otherwise a wrong sum and "Sorry, I can't
+            # help" have one value, and no pair ever prefers trying a task the model often gets wrong.
+            verdicts.append(Verdict(0.0, "does not match the reference"))
     return verdicts
 
 

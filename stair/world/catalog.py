@@ -52,8 +52,11 @@ FAMILIES: dict[str, dict[str, Framing]] = {
 FRAMINGS: dict[str, str] = {name: f.template for family in FAMILIES.values() for name, f in family.items()}
 FRAMING_NOTES: dict[str, str] = {name: f.note for family in FAMILIES.values() for name, f in family.items()}
 FRAMING_FAMILIES: dict[str, str] = {name: fam for fam, family in FAMILIES.items() for name in family}
-# The last phrasing of each training item is kept for the held-out split ("seen topic, new words").
+# Each training item has three phrasings: SFT's, the SI-MCTS seeds' and the held-out split's ("seen topic,
+# new words").
 BENIGN_TRAIN: tuple[Benign, ...] = _benign(_DATA["benign_train"])
+if any(len(item.phrasings) != 3 for item in BENIGN_TRAIN):
+    raise ValueError("catalog.yaml: every benign_train item needs exactly three phrasings (SFT, seeds, held-out)")
 # Only in the held-out split, so evaluation sees benign topics the model never trained on.
 BENIGN_HELDOUT: tuple[Benign, ...] = _benign(_DATA["benign_heldout"])
 del _DATA

@@ -28,8 +28,12 @@ from stair.world.catalog import (
 
 SOURCE = "builtin"
 GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
-# A training benign item's last phrasing is only in the held-out split: seen topics in new words.
-_TRAIN_PHRASINGS = slice(None, -1)
+# A training benign item's phrasings are split three ways: the SFT set takes the first ones, the SI-MCTS
+# seeds the second-to-last, the held-out split the last (seen topics in new words). The seeds are then as
+# new to the SFT model as the jailbreak seeds are, so its benign trees hold refusals to prefer compliance
+# over, not only answers it already gives (with seeds in SFT's words, only jailbreaks taught a decision).
+_SFT_PHRASINGS = slice(None, -2)
+_SEED_PHRASINGS = slice(-2, -1)
 _HELDOUT_PHRASINGS = slice(-1, None)
 _ALL_PHRASINGS = slice(None)  # items of held-out topics
 
@@ -255,7 +259,7 @@ def generate_world(config: WorldConfig) -> World:
     by_split["sft"] = {
         "math": drawer.math(rng, config.sft_math, "sft_math"),
         "harmful": drawer.harmful(rng, config.sft_harmful, train_categories, "sft_harmful"),
-        "benign_sensitive": drawer.benign(rng, config.sft_benign, BENIGN_TRAIN, _TRAIN_PHRASINGS, "sft_benign",
+        "benign_sensitive": drawer.benign(rng, config.sft_benign, BENIGN_TRAIN, _SFT_PHRASINGS, "sft_benign",
                                           [train_framings], config.benign_framed_share),
     }
     for k in range(1, config.iterations + 1):
@@ -265,7 +269,7 @@ def generate_world(config: WorldConfig) -> World:
             "harmful": drawer.harmful(rng, config.seed_harmful, train_categories, "seed_harmful"),
             "jailbreak": drawer.jailbreak(rng, config.seed_jailbreak, train_framings, train_categories,
                                           "seed_jailbreak"),
-            "benign_sensitive": drawer.benign(rng, config.seed_benign, BENIGN_TRAIN, _TRAIN_PHRASINGS,
+            "benign_sensitive": drawer.benign(rng, config.seed_benign, BENIGN_TRAIN, _SEED_PHRASINGS,
                                               "seed_benign", [train_framings], config.benign_framed_share),
         }
 
