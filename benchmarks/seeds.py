@@ -70,6 +70,11 @@ def headline(metrics_dir: Path) -> dict[str, float]:
         rows[f"{tag} jailbreak unsafe"] = _get(held, "heldout_jailbreak", "unsafe_rate")
         rows[f"{tag} benign seen-topic refusal"] = _get(held, "heldout_benign_sensitive", "refusal_rate")
         rows[f"{tag} benign novel-topic refusal"] = _get(held, "heldout_benign_novel", "refusal_rate")
+    # What the loop changed, per seed: the interval of a paired difference is narrower than the two means'.
+    for metric in ("reward (all)", "jailbreak unsafe", "benign seen-topic refusal", "benign novel-topic refusal",
+                   "math accuracy"):
+        if rows.get(f"sft {metric}") is not None and rows.get(f"dpo_K {metric}") is not None:
+            rows[f"dpo_K - sft {metric}"] = rows[f"dpo_K {metric}"] - rows[f"sft {metric}"]
     rows["prm sibling accuracy"] = _get(load("prm.json"), "validation_sibling_accuracy")
     search = load("search.json")
     greedy = _get(search, "greedy@1", "all", "reward_mean")  # keys are "<method>@<budget>"

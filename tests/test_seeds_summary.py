@@ -37,3 +37,6 @@ def test_headline_reads_a_runs_metrics(tmp_path: Path) -> None:
     assert rows["sft jailbreak unsafe"] == 0.25
     assert rows["search bon@4 - greedy"] == 0.25
     assert rows["pairs@1 share on >=2 visits"] == 0.1
+    assert rows["dpo_K - sft reward (all)"] == 1.0  # paired: the loop's change on this seed
+    assert rows["dpo_K - sft jailbreak unsafe"] == 0.0
+    assert "dpo_K - sft math accuracy" not in rows  # neither run measured it
