@@ -1,17 +1,17 @@
 """base stage: the model STAIR starts from.
 
-    dvc repro base        # or: python -m stages.base
+    dvc repro base        # or, without DVC:
+    python -m stages.base --sft data/sft --out models/base --metrics metrics/base.json
 
 `model: tiny` trains a byte-level BPE tokenizer on the SFT set and initialises a small
 Llama from config; any other value is a Hugging Face id or local path, loaded with the format tokens
-added. Writes models/base (safetensors + tokenizer).
+added. Writes the model (safetensors + tokenizer) and its size to the metrics.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from schemas import SFTExample
-from stages.common import load_section, log, stage_main
+from stages.common import load_section, log, stage_args, stage_main
 from stair.modeling import (
     TinyModelConfig,
     count_parameters,
@@ -22,7 +22,8 @@ from stair.modeling import (
 from stair.store import read_artifact, write_json
 from stair.training.common import save_model
 
-OUT, METRICS = Path("models/base"), Path("metrics/base.json")
+ARGS = {"sft": "the SFT set (a tiny model's tokenizer is trained on it)", "out": "the model folder to write",
+        "metrics": "the metrics file to write"}
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,17 @@ class BaseParams:
 
 @stage_main
 def main() -> None:
+    args = stage_args(__doc__, ARGS)
     params, _ = load_section("base", BaseParams)
     if params.model == "tiny":
         # Only the SFT set: resizing the seed splits then leaves the base (and SFT) model as it is.
-        sft = read_artifact(Path("data/sft"), SFTExample)
+        sft = read_artifact(args.sft, SFTExample)
         tokenizer = train_tokenizer([e.prompt for e in sft] + [e.response for e in sft], params.tiny.vocab_size)
         model = init_tiny_model(tokenizer, params.tiny)
     else:
         model, tokenizer = load_pretrained_base(params.model, params.trust_remote_code, params.revision)
-    save_model(model, tokenizer, OUT)
-    write_json(METRICS, {"parameters": count_parameters(model), "vocab_size": len(tokenizer)})
+    save_model(model, tokenizer, args.out)
+    write_json(args.metrics, {"parameters": count_parameters(model), "vocab_size": len(tokenizer)})
     log.info("base model %s: %d parameters, vocabulary %d", params.model, count_parameters(model), len(tokenizer))
 
 

@@ -1,5 +1,6 @@
-"""What every stage entry point shares: reading its params section, logging, and clean error exits."""
+"""What every stage entry point shares: its command line, reading its params section, logging, clean error exits."""
 
+import argparse
 import dataclasses
 import functools
 import logging
@@ -18,16 +19,19 @@ from stair.hub.refs import is_hub_ref
 
 T = TypeVar("T")
 PARAMS_FILE = Path("params.yaml")
-# Local data files a run reads live here: dvc.yaml lists the folder as a dep of the stages that read
-# them, so editing one re-runs those stages (DVC can't depend on a path that a param may leave empty).
-INPUTS = Path("data/inputs")
-# The judge model 'self' names in the evaluation stages (heldout, search, eval): one fixed judge for
-# every model compared, never the model under test (dvc.yaml lists it as their dep).
-SFT_MODEL = Path("models/sft")
-# The accelerate launch configs of the training stages, one per `distributed.strategy` (their dep in dvc.yaml).
-ACCELERATE_CONFIGS = Path("configs/accelerate")
 
 log = logging.getLogger("stair")
+
+
+def stage_args(doc: str, arguments: dict[str, str | tuple[type, str]]) -> argparse.Namespace:
+    """The stage's command line as dvc.yaml's `cmd` writes it: `--name VALUE` for each of `arguments` (name -> help,
+    a path; or (type, help)), all required, so every path a stage reads or writes is written in dvc.yaml only."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, spec in arguments.items():
+        kind, text = spec if isinstance(spec, tuple) else (Path, spec)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, required=True, help=text,
+                            metavar="PATH" if kind is Path else name.upper())
+    return parser.parse_args()
 
 
 def read_params() -> dict:
@@ -92,17 +96,27 @@ def loop_items() -> dict:
     return items
 
 
-def tracked_input(source: str, key: str, also: Path | None = None) -> None:
-    """Refuse a local file DVC would not see change: it must lie under data/inputs/ (or `also`).
+def loop_models() -> dict[str, Path]:
+    """The loop's models in order, by the name every artifact gives them: `sft` (iteration 1's policy), then
+    `dpo_<k>` (iteration k's out); the last is the final policy that prm and search start from."""
+    items = loop_items()
+    if not items:
+        raise ParamsError(f'{PARAMS_FILE}: loop is empty; it must map "1".."K" (quoted) to {{policy, out}}')
+    return {"sft": Path(items["1"]["policy"]), **{f"dpo_{k}": Path(item["out"]) for k, item in items.items()}}
+
+
+def tracked_input(source: str, key: str, inputs: Path, also: Path | None = None) -> None:
+    """Refuse a local file DVC would not see change: it must lie under `inputs` (data/inputs/, a dep of the
+    stages that read such files; DVC can't depend on a path a param may leave empty), or `also`.
 
     `source` "" (unused) and Hub ids (`hub:...`, pinned by their revision in params) pass.
     """
     if not source or is_hub_ref(source):
         return
     path = Path(source).resolve()
-    if not any(path.is_relative_to(folder.resolve()) for folder in (INPUTS, *([also] if also else []))):
-        raise ParamsError(f"{PARAMS_FILE}: {key}: {source} is outside {INPUTS}/, the folder dvc.yaml tracks, so "
-                          f"editing it would not re-run the stage; move the file into {INPUTS}/")
+    if not any(path.is_relative_to(folder.resolve()) for folder in (inputs, *([also] if also else []))):
+        raise ParamsError(f"{PARAMS_FILE}: {key}: {source} is outside {inputs}/, the folder dvc.yaml tracks, so "
+                          f"editing it would not re-run the stage; move the file into {inputs}/")
 
 
 def stage_main(func):

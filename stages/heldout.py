@@ -1,18 +1,18 @@
-"""heldout stage: greedy-decode the held-out prompts with one model and judge every answer.
+r"""heldout stage: greedy-decode the held-out prompts with one model and judge every answer.
 
-    dvc repro heldout@1   # or: python -m stages.heldout --name dpo_1 --model models/dpo/1
+    dvc repro heldout@1   # or, without DVC:
+    python -m stages.heldout --name dpo_1 --model models/dpo/1 --prompts data/prompts \
+        --sft models/sft --out data/heldout/dpo_1 \
+        --metrics metrics/heldout/dpo_1.json --plot plots/heldout_families/dpo_1.json
 
-Writes data/heldout/<name> (EvalRecord rows), metrics/heldout/<name>.json with, per suite
-(heldout_<group>): n, reward_mean, unsafe_rate, refusal_rate, accuracy, format_ok_rate,
-tokens_per_prompt; and plots/heldout_families/<name>.json, the framed prompts' metrics per framing
-family (held_out_family: a family no training split has).
+Model judges that name 'self' are the SFT model (--sft) for every model compared. Writes the records
+(EvalRecord rows), the metrics with, per suite (heldout_<group>): n, reward_mean, unsafe_rate, refusal_rate,
+accuracy, format_ok_rate, tokens_per_prompt; and the plot: the framed prompts' metrics per framing family
+(held_out_family: a family no training split has).
 """
 
-import argparse
-from pathlib import Path
-
 from schemas import EvalRecord, SeedPrompt
-from stages.common import SFT_MODEL, load_section, log, stage_main
+from stages.common import load_section, log, stage_args, stage_main
 from stair.evaluation import (
     HeldoutParams,
     evaluate_greedy,
@@ -26,35 +26,35 @@ from stair.judges import JudgeParams, build_judge, describe_judge
 from stair.reward import RewardParams
 from stair.store import read_artifact, write_artifact, write_json
 
+ARGS = {"name": (str, "the model's name in metrics: sft, dpo_1, ..."), "model": "the model to check",
+        "prompts": "the prompts (split heldout)", "sft": "the SFT model (the judge 'self' names)",
+        "out": "the records to write", "metrics": "the metrics file to write", "plot": "the per-family plot to write"}
+
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--name", required=True, help="the model's name in metrics: sft, dpo_1, ...")
-    parser.add_argument("--model", type=Path, required=True, help="the model folder")
-    args = parser.parse_args()
+    args = stage_args(__doc__, ARGS)
     backend_params, raw_backend = load_section("backend", BackendParams)
     judge_params, raw_judges = load_section("judges", JudgeParams)
     reward_params, raw_reward = load_section("reward", RewardParams)
     params, raw = load_section("heldout", HeldoutParams)
-    prompts_path, model_path = Path("data/prompts"), args.model
-    every_prompt = read_artifact(prompts_path, SeedPrompt)
+    every_prompt = read_artifact(args.prompts, SeedPrompt)
     prompts = [p for p in every_prompt if p.split == "heldout"]
 
-    backend = make_backend(model_path, backend_params)
-    judge = build_judge(judge_params, reward_params, backend_params, self_model=SFT_MODEL, policy=(model_path, backend))
-    judge_info = describe_judge(judge_params, SFT_MODEL)
+    backend = make_backend(args.model, backend_params)
+    judge = build_judge(judge_params, reward_params, backend_params, self_model=args.sft, policy=(args.model, backend))
+    judge_info = describe_judge(judge_params, args.sft)
     log.info("judge: %s", judge_info)
     log.info("held-out check of %s on %d prompts", args.name, len(prompts))
     records = evaluate_greedy(backend, backend.tokenizer, prompts, judge, args.name, sampling=params.sampling)
-    write_artifact(Path("data/heldout") / args.name, records, EvalRecord, stage=f"heldout@{args.name}",
+    write_artifact(args.out, records, EvalRecord, stage=f"heldout@{args.name}",
                    params={"heldout": raw, "backend": raw_backend, "judges": raw_judges, "reward": raw_reward,
                            "judge": judge_info},
-                   inputs=[prompts_path, model_path])
+                   inputs=[args.prompts, args.model])
     summary = summarize(records)
-    write_json(Path("metrics/heldout") / f"{args.name}.json", summary)
+    write_json(args.metrics, summary)
     families = family_breakdown(records, unseen_families(every_prompt))
-    write_json(Path("plots/heldout_families") / f"{args.name}.json", family_rows(families))
+    write_json(args.plot, family_rows(families))
     log.info("%s: %s", args.name, summary["all"])
 
 

@@ -1,6 +1,7 @@
 """publish stage: the run's datasets (and chosen models) as Hugging Face Hub repos; a dry run by default.
 
-    dvc repro publish     # or: python -m stages.publish
+    dvc repro publish     # or, without DVC:
+    python -m stages.publish
 
 Writes hub/<repo name>/ for the dataset (data/<config>/*.parquet and a README.md card from the
 manifests) and for each model in publish.models, exactly as the repos will hold them, plus

@@ -168,10 +168,15 @@ class SuiteParams:
 class EvalParams:
     """The `eval` section: benchmark suites for every model of the run."""
 
-    suites: dict = field(default_factory=dict)  # suite name -> SuiteParams fields
+    # suite name -> SuiteParams fields; the default: the three copies in stair/benchdata, sized for a CPU run
+    suites: dict = field(default_factory=lambda: {
+        "xstest": {"limit": 40},
+        "advbench": {"limit": 16, "jailbreaks": ["dan_roleplay", "refusal_suppression"]},
+        "gsm8k": {"limit": 16},
+    })
     safety_judge: str = "refusal"  # refusal | strongreject (rubric; needs judge_model)
     judge_model: str = ""
-    max_new_tokens: int = 384
+    max_new_tokens: int = 160  # the tiny model rambles on out-of-domain benchmarks; real models want more
     seed: int = 0
 
     def __post_init__(self) -> None:

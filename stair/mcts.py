@@ -37,18 +37,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MCTSParams:
-    """Search settings (the `mcts` section of params.yaml); defaults are the paper's where it gives one."""
+    """Search settings (the `mcts` section of params.yaml); defaults are params.yaml's (the CPU run), with the
+    official values in comments where they differ."""
 
-    iterations: int = 200
+    iterations: int = 12  # official: 200
     children: int = 4  # m: next steps sampled per expansion
     c: float = 1.5
     score: str = "ucb"  # ucb | pucb
-    max_depth: int = 7
+    max_depth: int = 6  # official: 7
     temperature: float = 1.2
     top_p: float = 0.9
     top_k: int = 50
-    max_step_tokens: int = 128
-    max_response_tokens: int = 384
+    max_step_tokens: int = 96  # per expansion (official: 2048)
+    max_response_tokens: int = 320  # per rollout (official: 2048)
     concurrent_trees: int = 64
     visit_all: bool = True  # the final "visit every unvisited node once" pass
     rollouts: int = 1  # rollouts per evaluation of a non-terminal node (official: 1); each is backed up

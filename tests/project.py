@@ -33,6 +33,22 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def stage_argv(stage: str, key: str | None = None, **values: str) -> list[str]:
+    """The arguments dvc.yaml's `cmd` gives `stage` (iteration `key` of a foreach stage, its item from params.yaml's
+    loop), with `values` replacing some (`out="models/x"`), for tests that run a stage themselves:
+    `sys.argv = ["stage", *stage_argv("search")]`."""
+    body = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    cmd = body.get("do", body)["cmd"]
+    if key is not None:
+        item = yaml.safe_load((REPO / "params.yaml").read_text())["loop"][key]
+        cmd = cmd.replace("${key}", key).replace("${item.policy}", item["policy"]).replace("${item.out}", item["out"])
+    words = cmd.split()
+    argv = words[words.index("-m") + 2:]
+    for name, value in values.items():
+        argv[argv.index(f"--{name}") + 1] = value
+    return argv
+
+
 def copy_repo(root: Path, params: dict | None = None) -> Path:
     """The tracked and new files of the repo in `root` (no outputs, no dvc.lock), with `params` merged into
     params.yaml (as YAML, comments dropped) if given, committed to a fresh git repository."""

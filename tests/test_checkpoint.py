@@ -3,6 +3,7 @@
 import functools
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from stair.checkpoint import UnitCheckpoint, run_units
 from stair.format import render_output, render_step
 from stair.store import DATA_FILE, write_artifact
 from tests.fakes import save_tiny_model
+from tests.project import stage_argv
 
 
 class Killed(Exception):
@@ -105,6 +107,7 @@ def _run_stage(stage, monkeypatch, kill_after: int | None = None) -> list[str]:
             raise Killed
 
     monkeypatch.setattr(stage, "run_units", functools.partial(run_units, on_unit=on_unit))
+    monkeypatch.setattr(sys, "argv", [stage.__name__, *stage_argv(stage.__name__.removeprefix("stages."))])
     stage.main()
     return ran
 

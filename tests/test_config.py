@@ -230,3 +230,33 @@ def test_an_unknown_section_is_named(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match="mtcs is not a section"):
         load_section("data", DataParams)
+
+
+def _differences(default, expected, where: str) -> list[str]:
+    if isinstance(default, dict) and isinstance(expected, dict):
+        return [d for key in sorted(default.keys() | expected.keys())
+                for d in _differences(default.get(key), expected.get(key), f"{where}.{key}")]
+    return [] if default == expected else [f"{where}: default {default!r}, params.yaml {expected!r}"]
+
+
+@pytest.mark.parametrize("section", [
+    *sorted(set(yaml.safe_load(Path("params.yaml").read_text())) - {"seed", "loop", "data"}),
+    # WorldConfig (stair/world/generator.py) still has its own sizes: seed_harmful 6, seed_jailbreak 22,
+    # seed_benign 8, heldout_per_group 40. Strict, so aligning them makes this fail until the mark goes.
+    pytest.param("data", marks=pytest.mark.xfail(strict=True, reason="data.world sizes differ in WorldConfig")),
+])
+def test_dataclass_defaults_are_params_yaml(section: str) -> None:
+    """`Params()` is the run params.yaml describes, so library callers and tests get the pipeline's settings.
+
+    Compared as the stage loads it (stages.common.load_section: the top-level seed fills every seed field, lists
+    become tuples); a field params.yaml leaves out (data.max_record_chars, most of data.world) keeps its default.
+    `seed` and `loop` have no dataclass: they are read where used (stages.common).
+    """
+    from stages.common import with_seed
+    from stages.registry import section_class
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    cls = section_class(section)
+    loaded = from_mapping(cls, with_seed(cls, params[section], params["seed"]), f"params.yaml: {section}")
+    differences = _differences(dataclasses.asdict(cls()), dataclasses.asdict(loaded), section)
+    assert not differences, "make the dataclass defaults params.yaml's:\n" + "\n".join(differences)

@@ -2,6 +2,7 @@
 training prompts, and the published STAIR-SFT / STAIR-Prompts layouts."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stair.config import from_mapping
 from stair.data import DataParams, build_dataset, drop_heldout_duplicates, prompt_key
 from stair.format import parse_response
 from stair.store import read_artifact, read_manifest
+from tests.project import stage_argv
 
 LOOP = {"1": {"policy": "models/sft", "out": "models/dpo/1"}, "2": {"policy": "models/dpo/1", "out": "models/dpo/2"}}
 SFT_ROWS = [{"prompt": "How do I bake bread?", "response": "<|Output|>\nFinal Answer:\nKnead, rise, bake.\n<|/Output|>"}]
@@ -28,7 +30,8 @@ def _run(project: Path, capsys, **data) -> tuple[int, str]:
     import stages.data
 
     (project / "params.yaml").write_text(yaml.safe_dump({"loop": LOOP, "data": {"source": "files", **data}}))
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit) as exit_, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["data", *stage_argv("data")])
         stages.data.main()
         raise SystemExit(0)
     return exit_.value.code, capsys.readouterr().err

@@ -124,9 +124,10 @@ def test_a_local_data_file_outside_data_inputs_is_refused(tmp_path: Path, monkey
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data/inputs").mkdir(parents=True)
-    tracked_input("data/inputs/prompts.jsonl", "data.prompts")
-    tracked_input("hub:someone/prompts@main", "data.prompts")
-    tracked_input("", "data.heldout")
+    inputs = Path("data/inputs")
+    tracked_input("data/inputs/prompts.jsonl", "data.prompts", inputs)
+    tracked_input("hub:someone/prompts@main", "data.prompts", inputs)
+    tracked_input("", "data.heldout", inputs)
     with pytest.raises(ParamsError, match=r"data\.prompts: my\.jsonl is outside data/inputs/"):
-        tracked_input("my.jsonl", "data.prompts")
-    tracked_input(str(tmp_path / "shipped/x.csv"), "eval.suites.x.path", also=tmp_path / "shipped")
+        tracked_input("my.jsonl", "data.prompts", inputs)
+    tracked_input(str(tmp_path / "shipped/x.csv"), "eval.suites.x.path", inputs, also=tmp_path / "shipped")

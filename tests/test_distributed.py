@@ -30,7 +30,7 @@ from stair.launch import (
 )
 from stair.store import write_artifact
 from tests.fakes import save_tiny_model
-from tests.project import merge
+from tests.project import merge, stage_argv
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs/accelerate"
@@ -123,7 +123,7 @@ def test_dpo_refuses_precomputed_reference_log_probs_in_several_processes(monkey
                    {"dpo": {"precompute_ref_log_probs": True}, "distributed": {"processes": 2}})
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(root)
-    monkeypatch.setattr(sys, "argv", ["stages.dpo", "--it", "1", "--policy", "models/sft", "--out", "models/dpo/1"])
+    monkeypatch.setattr(sys, "argv", ["stages.dpo", *stage_argv("dpo", "1")])
     with pytest.raises(ParamsError, match="dpo.precompute_ref_log_probs does not work with distributed.processes"):
         stages.dpo.main.__wrapped__()
 
@@ -211,7 +211,7 @@ def test_sft_in_two_processes_matches_one(monkeypatch, tmp_path, lora_r) -> None
     rows = [SFTExample(id=str(i), prompt_id=str(i), prompt=p, response=STEP_A + REFUSAL, kind="safety",
                        source="test") for i, p in enumerate(PROMPTS)]
     write_artifact(root / "data/sft", rows, SFTExample, stage="test", params={})
-    runs = run_twice(monkeypatch, root, "stages.sft", [], "plots/sft_loss.json", "models/sft", AutoModelForCausalLM)
+    runs = run_twice(monkeypatch, root, "stages.sft", stage_argv("sft"), "plots/sft_loss.json", "models/sft", AutoModelForCausalLM)
     check_agreement(runs, steps=2)
     assert json.loads(Path("metrics/sft.json").read_text())["steps"] == 2
 
@@ -224,7 +224,7 @@ def test_dpo_in_two_processes_matches_one(monkeypatch, tmp_path) -> None:
                      rejected_visits=2, chosen_terminal=bool(i % 2), rejected_terminal=bool(i % 2), depth=1 + i % 2,
                      iteration=1, kind="safety") for i, p in enumerate(PROMPTS)]
     write_artifact(root / "data/pairs/1", rows, StepPair, stage="test", params={})
-    argv = ["--it", "1", "--policy", "models/sft", "--out", "models/dpo/1"]
+    argv = stage_argv("dpo", "1")
     runs = run_twice(monkeypatch, root, "stages.dpo", argv, "plots/dpo/1.json", "models/dpo/1", AutoModelForCausalLM)
     check_agreement(runs, steps=2)
 
@@ -249,7 +249,7 @@ def test_prm_in_two_processes_matches_one(monkeypatch, tmp_path) -> None:
     rows = [row for i in range(16) for row in (example(i, [STEP_A], 0.9), example(i, [STEP_B], 0.2 + 0.01 * i),
                                                *([example(i, [STEP_A, REFUSAL], 1.0)] if i % 3 else []))]
     write_artifact(root / "data/prm_labels", rows, PRMExample, stage="test", params={})
-    runs = run_twice(monkeypatch, root, "stages.prm", [], "plots/prm_loss.json", "models/prm",
+    runs = run_twice(monkeypatch, root, "stages.prm", stage_argv("prm"), "plots/prm_loss.json", "models/prm",
                      AutoModelForTokenClassification)
     check_agreement(runs, steps=6)  # both runs' 3 steps
     metrics = json.loads(Path("metrics/prm.json").read_text())
@@ -268,7 +268,7 @@ def test_sharded_sft_and_dpo_on_two_gpus_save_one_consolidated_model(monkeypatch
     rows = [SFTExample(id=str(i), prompt_id=str(i), prompt=p, response=STEP_A + REFUSAL, kind="safety",
                        source="test") for i, p in enumerate(PROMPTS)]
     write_artifact(root / "data/sft", rows, SFTExample, stage="test", params={})
-    (one, one_weights), (two, two_weights) = run_twice(monkeypatch, root, "stages.sft", [], "plots/sft_loss.json",
+    (one, one_weights), (two, two_weights) = run_twice(monkeypatch, root, "stages.sft", stage_argv("sft"), "plots/sft_loss.json",
                                                        "models/sft", AutoModelForCausalLM, strategy)
     assert abs(one[0]["loss"] - two[0]["loss"]) <= 1e-2
     assert {k: v.shape for k, v in one_weights.items()} == {k: v.shape for k, v in two_weights.items()}
@@ -276,7 +276,7 @@ def test_sharded_sft_and_dpo_on_two_gpus_save_one_consolidated_model(monkeypatch
                       rejected_value=-1.0, chosen_visits=2, rejected_visits=2, chosen_terminal=False,
                       rejected_terminal=False, depth=1, iteration=1, kind="safety") for i, p in enumerate(PROMPTS)]
     write_artifact(root / "data/pairs/1", pairs, StepPair, stage="test", params={})
-    argv = ["--it", "1", "--policy", "models/sft", "--out", "models/dpo/1"]  # the reference sharded like the policy
+    argv = stage_argv("dpo", "1")  # the reference sharded like the policy
     (one, _), (two, _) = run_twice(monkeypatch, root, "stages.dpo", argv, "plots/dpo/1.json", "models/dpo/1",
                                    AutoModelForCausalLM, strategy)
     assert abs(one[0]["loss"] - two[0]["loss"]) <= 1e-2

@@ -6,6 +6,7 @@ any artifact changes; a few cases are handled as documented instead (a BOM is dr
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from stair.cli import main as stair
 from stair.format import render_output, render_step
 from stair.store import file_md5
 from tests.fakes import save_tiny_model
+from tests.project import stage_argv
 
 GOOD = {"id": "p1", "question": "How do I bake bread?", "type": "helpfulness", "ground_truth": 4.5}
 FORMATS = ["jsonl", "json", "csv", "parquet"]
@@ -151,7 +153,8 @@ def _run_data_stage(project: Path, prompts: Path, capsys) -> tuple[int, str]:
     params = {"loop": {"1": {"policy": "models/sft", "out": "models/dpo/1"}},
               "data": {"source": "files", "sft": "data/inputs/sft.jsonl", "prompts": str(prompts), "heldout_fraction": 0.5}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit) as exit_, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["data", *stage_argv("data")])
         stages.data.main()
         raise SystemExit(0)
     return exit_.value.code, capsys.readouterr().err

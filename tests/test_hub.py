@@ -472,7 +472,7 @@ def test_dpo_pairs_source_resolves_through_pull(artifacts, tmp_path, hf_env, hub
 
     monkeypatch.setattr(dpo, "load_section", lambda name, cls: (cls(pairs="hub:someone/stair-data:pairs_{it}"), {}))
     params, _ = dpo.load_section("dpo", dpo.DPOStageParams)
-    assert dpo.stage_pairs(params, 1)[0] == PAIRS
+    assert dpo.stage_pairs(params, 1, Path("data/pairs/1"))[0] == PAIRS
 
 
 # --- tokens ---------------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def stage_sections(module: str) -> set[str]:
         sections.add("seed")
     for names in re.findall(r"raw_sections\(([^)]*)\)", text):
         sections |= set(re.findall(r'"(\w+)"', names))
-    if "loop_items()" in text:
+    if "loop_items()" in text or "loop_models()" in text:
         sections.add("loop")
     return sections
 
@@ -106,6 +106,64 @@ def test_dvc_yaml_lists_the_params_each_stage_reads() -> None:
         module = re.search(r"-m stages\.(\w+)", body["cmd"]).group(1)
         assert set(body.get("params", [])) == stage_sections(module), name
         assert f"stages/{module}.py" in body["deps"], name
+
+
+def cmd_arguments(cmd: str) -> dict[str, str]:
+    """`--name value` pairs of a stage's cmd, by name."""
+    words = cmd.split()
+    return {word[2:]: value for word, value in zip(words, words[1:]) if word.startswith("--")}
+
+
+def declared(body: dict, *kinds: str) -> set[str]:
+    return {next(iter(entry)) if isinstance(entry, dict) else entry for kind in kinds for entry in body.get(kind, [])}
+
+
+@pytest.mark.parametrize("name", sorted(DVC["stages"]))
+def test_paths_are_written_in_dvc_yaml_only(name: str) -> None:
+    """A stage takes every path it reads or writes from its cmd (stages.common.stage_args, no default in code): the
+    cmd passes exactly the stage's arguments, each path it names is a dep or an out, and each out, metric and plot
+    is a path it names, so the file the stage writes is the one dvc.yaml tracks."""
+    import importlib
+
+    body = DVC["stages"][name].get("do", DVC["stages"][name])
+    module = importlib.import_module(re.search(r"-m (stages\.\w+)", body["cmd"]).group(1))
+    arguments, expected = cmd_arguments(body["cmd"]), getattr(module, "ARGS", {})
+    assert set(arguments) == {key.replace("_", "-") for key in expected}, name
+    paths = {arguments[key.replace("_", "-")] for key, spec in expected.items() if not isinstance(spec, tuple)}
+    assert paths <= declared(body, "deps", "outs", "metrics", "plots"), (name, paths - declared(body, "deps", "outs",
+                                                                                               "metrics", "plots"))
+    written = declared(body, "outs", "metrics", "plots")
+    if name == "publish":  # it writes its dry-run folders to publish.out, a param, and reads the folders params name
+        assert not expected and written == {"hub"}
+    else:
+        assert written <= paths, (name, written - paths)
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (REPO / "stages").glob("*.py")
+                                          if "stage_args(__doc__, ARGS)" in p.read_text()))
+def test_stage_help_shows_its_command_and_arguments(module: str, monkeypatch, capsys) -> None:
+    import importlib
+
+    stage = importlib.import_module(f"stages.{module}")
+    monkeypatch.setattr("sys.argv", [module, "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        stage.main()
+    shown = capsys.readouterr().out
+    assert exit_.value.code == 0 and f"python -m stages.{module} --" in shown
+    assert all(f"--{key.replace('_', '-')}" in shown for key in stage.ARGS)
+
+
+def test_the_loop_models_are_named_once(tmp_path: Path, monkeypatch) -> None:
+    from stages.common import loop_models
+    from stair.errors import ParamsError
+
+    monkeypatch.chdir(tmp_path)
+    loop = {"1": {"policy": "models/sft", "out": "models/dpo/1"}, "2": {"policy": "models/dpo/1", "out": "m/last"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"loop": loop}))
+    assert loop_models() == {"sft": Path("models/sft"), "dpo_1": Path("models/dpo/1"), "dpo_2": Path("m/last")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"loop": {}}))
+    with pytest.raises(ParamsError, match="loop is empty"):
+        loop_models()
 
 
 def test_one_seed_fills_every_seed_field_unless_a_section_sets_its_own() -> None:

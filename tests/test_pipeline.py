@@ -19,7 +19,7 @@ import yaml
 from schemas import EvalRecord, PRMExample, SeedPrompt, SFTExample, StepPair, TreeNode
 from stair.checkpoint import KILL_AFTER_TREES
 from stair.store import read_artifact, read_manifest
-from tests.project import copy_repo, environment, run
+from tests.project import copy_repo, environment, run, stage_argv
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,7 @@ def test_dvc_exp_run_sets_a_param_and_exp_show_lists_it(project: Path) -> None:
 def test_killed_search_resumes_and_reruns_are_identical(project: Path) -> None:
     nodes = project / "data/nodes/1/data.parquet"
     first = md5(nodes)
-    command = [sys.executable, "-m", "stages.mcts", "--it", "1", "--policy", "models/sft"]
+    command = [sys.executable, "-m", "stages.mcts", *stage_argv("mcts", "1")]
     run(command, project)
     assert md5(nodes) == first  # same params and seed: the same artifact, byte for byte
 
@@ -211,8 +211,8 @@ def test_dpo_trains_from_published_pairs(project: Path) -> None:
     # The stage writes the shared run's metrics/timings of iteration `it`: put them back for the later tests.
     shared = {f: f.read_bytes() for f in (project / f"metrics/dpo/{it}.json", project / f"timings/dpo/{it}.json")}
     try:
-        run([sys.executable, "-m", "stages.dpo", "--it", str(it), "--policy", "models/sft", "--out",
-             "models/dpo_from_hub"], project)
+        run([sys.executable, "-m", "stages.dpo", *stage_argv("dpo", str(it), policy="models/sft",
+                                                            out="models/dpo_from_hub")], project)
         metrics = json.loads((project / f"metrics/dpo/{it}.json").read_text())
     finally:
         params_file.write_text(original)

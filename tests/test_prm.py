@@ -168,7 +168,7 @@ def test_training_changes_the_weights(tiny, tmp_path, loss) -> None:
     before = AutoModelForTokenClassification.from_pretrained(tiny, num_labels=1).model.embed_tokens.weight.clone()
     result = train_prm(tiny, examples, tmp_path / "prm", PRMParams(loss=loss, epochs=2, batch_size=4,
                                                                      learning_rate=1e-2, pair_margin=0.1,
-                                                                     pairwise_weight=0.5))
+                                                                     pairwise_weight=0.5, runs=1))
     after = AutoModelForTokenClassification.from_pretrained(tmp_path / "prm").model.embed_tokens.weight
     assert result["steps"] > 0 and not torch.equal(before, after)
 
@@ -187,7 +187,7 @@ def test_averaged_runs_share_one_start_and_differ_in_their_seed(tiny, tmp_path) 
     examples = prm_examples(NODES, PROMPTS, LabelParams(min_visits=0, validation_share=0.0), REWARD)
     # At learning rate 0 every run ends where it started: the average equals one run only if the
     # runs share their (randomly initialised) head.
-    frozen = PRMParams(epochs=1, batch_size=1, learning_rate=0.0)
+    frozen = PRMParams(epochs=1, batch_size=1, learning_rate=0.0, runs=1)
     single = train_prm(tiny, examples, tmp_path / "single", frozen)
     averaged = train_prm(tiny, examples, tmp_path / "averaged", dataclasses.replace(frozen, runs=3))
     assert averaged["runs"] == 3 and averaged["steps"] == 3 * single["steps"]

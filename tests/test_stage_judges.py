@@ -17,6 +17,7 @@ from stair.reward import RewardParams
 from stair.search import Found
 from stair.store import read_artifact, read_manifest, write_artifact
 from tests.fakes import ChatTokenizer, ScriptedBackend
+from tests.project import stage_argv
 
 ANSWER = render_step("Risk Assessment", "Harmful.") + render_output("Sorry, I can't help with that.")
 RUBRIC_END = 'The format should be "Conclusion: [score]".'
@@ -118,7 +119,7 @@ def test_heldout_rates_a_dpo_model_with_the_sft_model(project: Path, monkeypatch
     from stages import heldout
 
     loads = _fake_models(monkeypatch, heldout)
-    monkeypatch.setattr(sys, "argv", ["heldout", "--name", "dpo_1", "--model", "models/dpo/1"])
+    monkeypatch.setattr(sys, "argv", ["heldout", *stage_argv("heldout", "1")])
     heldout.main()
     assert loads.paths == ["models/dpo/1", "models/sft"]
     assert loads.rated_by() == {"models/dpo/1": 0, "models/sft": 2}
@@ -131,7 +132,7 @@ def test_heldout_of_the_sft_model_rates_with_its_own_backend(project: Path, monk
     from stages import heldout
 
     loads = _fake_models(monkeypatch, heldout)
-    monkeypatch.setattr(sys, "argv", ["heldout", "--name", "sft", "--model", "models/sft"])
+    monkeypatch.setattr(sys, "argv", ["heldout", *stage_argv("heldout_sft")])
     heldout.main()
     assert loads.paths == ["models/sft"] and loads.rated_by() == {"models/sft": 2}  # loaded once
     assert read_manifest(project / "data/heldout/sft").params["judge"]["model"] == "models/sft"
@@ -142,7 +143,7 @@ def test_heldout_with_rule_judges_loads_no_judge(project: Path, monkeypatch) -> 
 
     (project / "params.yaml").write_text(yaml.safe_dump({"judges": {"judge_model": "judges/guard"}}))
     loads = _fake_models(monkeypatch, heldout)
-    monkeypatch.setattr(sys, "argv", ["heldout", "--name", "dpo_1", "--model", "models/dpo/1"])
+    monkeypatch.setattr(sys, "argv", ["heldout", *stage_argv("heldout", "1")])
     heldout.main()
     assert loads.paths == ["models/dpo/1"]
     assert read_manifest(project / "data/heldout/dpo_1").params["judge"]["model"] is None
@@ -153,6 +154,7 @@ def test_search_rates_the_final_policy_with_the_sft_model(project: Path, monkeyp
 
     loads = _fake_models(monkeypatch, search)
     _fake_search(monkeypatch, search)
+    monkeypatch.setattr(sys, "argv", ["search", *stage_argv("search")])
     search.main()
     assert loads.paths == ["models/dpo/2", "models/sft"]
     assert loads.rated_by() == {"models/dpo/2": 0, "models/sft": 4}  # greedy@1 and bon@2, two prompts each
@@ -168,6 +170,7 @@ def test_eval_rates_every_model_with_the_sft_model_loaded_once(project: Path, mo
     _fake_search(monkeypatch, eval_stage)
     (project / "metrics").mkdir()
     (project / "metrics/search.json").write_text(json.dumps({"bon@2": {"all": {"reward_mean": 0.5}}}))
+    monkeypatch.setattr(sys, "argv", ["eval", *stage_argv("eval")])
     eval_stage.main()
     # sft rates its own answers on its own backend; the judge for dpo_1, dpo_2 and dpo_2+bon@2 loads once
     assert loads.paths == ["models/sft", "models/dpo/1", "models/sft", "models/dpo/2", "models/dpo/2"]
@@ -187,6 +190,7 @@ def test_eval_judge_model_overrides_the_judges_model(project: Path, monkeypatch)
     for name in ("sft", "dpo_1", "dpo_2"):
         write_artifact(project / "data/heldout" / name, [_record("m0", name)], EvalRecord, stage="heldout", params={})
     loads = _fake_models(monkeypatch, eval_stage)
+    monkeypatch.setattr(sys, "argv", ["eval", *stage_argv("eval")])
     eval_stage.main()
     assert loads.paths.count("judges/big") == 1 and loads.rated_by()["judges/big"] == 6
     assert read_manifest(project / "data/eval").params["judge"]["model"] == "judges/big"

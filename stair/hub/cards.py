@@ -37,7 +37,6 @@ CONFIG_DESCRIPTIONS = {
     "nodes": "SI-MCTS search trees, one row per node: the step, visits, backed-up value and rewards.",
     "pairs": "Step-level preference pairs for DPO: two sibling steps after the same prefix whose values differ "
              "clearly (chosen vs rejected).",
-    "best_leaves": "Best-scoring complete responses from the search trees, as SFT examples.",
     "prm_labels": "Process-reward-model data: partial responses labelled with the value of their last step.",
     "heldout": "Judged responses of a model on the held-out prompts.",
     "search": "Judged responses of test-time search (greedy, best-of-N, beam) guided by the PRM.",
@@ -45,7 +44,7 @@ CONFIG_DESCRIPTIONS = {
 }
 # Row type by config name (without the iteration), for pulling layouts whose columns don't say it.
 CONFIG_ROW_TYPES = {"sft": SFTExample, "prompts": SeedPrompt, "trees": TreeNode, "nodes": TreeNode,
-                    "pairs": StepPair, "best_leaves": SFTExample, "prm_labels": PRMExample, "heldout": EvalRecord,
+                    "pairs": StepPair, "prm_labels": PRMExample, "heldout": EvalRecord,
                     "search": EvalRecord, "eval": EvalRecord}
 CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 

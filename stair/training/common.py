@@ -51,6 +51,8 @@ def training_args(params: TrainParams) -> dict:
         gradient_accumulation_steps=params.grad_accum,
         learning_rate=params.learning_rate,
         lr_scheduler_type=params.lr_scheduler,
+        # transformers 5 dropped warmup_ratio; a float warmup_steps below 1 is read as that share of the steps
+        # (TrainingArguments.get_warmup_steps; at exactly 1.0 it would mean one step).
         warmup_steps=params.warmup_ratio,
         weight_decay=params.weight_decay,
         logging_steps=params.logging_steps,

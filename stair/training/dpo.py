@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 class DPOParams(TrainParams):
     """Hyper-parameters of one step-level DPO iteration (the `dpo` section of params.yaml)."""
 
+    learning_rate: float = 1e-5
+    logging_steps: int = 5
     beta: float = 0.1
     loss_type: str = "sigmoid"
     reference: str = "policy"  # policy: the iteration's starting model; sft: always the SFT model

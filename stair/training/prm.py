@@ -42,11 +42,12 @@ IGNORE = -100.0
 class PRMParams(TrainParams):
     """Hyper-parameters of PRM training (the `prm` section of params.yaml)."""
 
-    learning_rate: float = 5e-4
+    learning_rate: float = 3e-4
+    epochs: float = 1.0
     loss: str = "soft"
-    pairwise_weight: float = 0.0  # soft / hard: + this x Bradley-Terry on sibling pairs
+    pairwise_weight: float = 3.0  # soft / hard: + this x Bradley-Terry on sibling pairs (BCE alone orders them worse)
     pair_margin: float = 0.1  # scaled-label gap between siblings to form a pair
-    runs: int = 1  # > 1: this many runs (seeds seed, seed + 1, ...) from one start, their weights averaged
+    runs: int = 3  # > 1: this many runs (seeds seed, seed + 1, ...) from one start, their weights averaged
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class SFTParams(TrainParams):
     """Hyper-parameters of the SFT job (the `sft` section of params.yaml)."""
 
-    epochs: float = 3.0
+    epochs: float = 4.0
     learning_rate: float = 2e-3
     max_length: int = 384
     skip: bool = False  # the base is already format-aligned (a published STAIR SFT checkpoint): keep it as is
