@@ -239,12 +239,7 @@ def _differences(default, expected, where: str) -> list[str]:
     return [] if default == expected else [f"{where}: default {default!r}, params.yaml {expected!r}"]
 
 
-@pytest.mark.parametrize("section", [
-    *sorted(set(yaml.safe_load(Path("params.yaml").read_text())) - {"seed", "loop", "data"}),
-    # WorldConfig (stair/world/generator.py) still has its own sizes: seed_harmful 6, seed_jailbreak 22,
-    # seed_benign 8, heldout_per_group 40. Strict, so aligning them makes this fail until the mark goes.
-    pytest.param("data", marks=pytest.mark.xfail(strict=True, reason="data.world sizes differ in WorldConfig")),
-])
+@pytest.mark.parametrize("section", sorted(set(yaml.safe_load(Path("params.yaml").read_text())) - {"seed", "loop"}))
 def test_dataclass_defaults_are_params_yaml(section: str) -> None:
     """`Params()` is the run params.yaml describes, so library callers and tests get the pipeline's settings.
 

@@ -101,8 +101,8 @@ def test_default_counts(world: World) -> None:
     assert counts[("sft", "math")] == 400 and counts[("sft", "harmful")] == 300
     assert counts[("sft", "benign_sensitive")] == 200 and counts[("sft", "jailbreak")] == 0
     for k in (1, 2, 3):
-        assert [counts[(f"iter_{k}", g)] for g in GROUPS] == [12, 6, 22, 8, 0]
-    assert [counts[("heldout", g)] for g in GROUPS] == [40] * 5
+        assert [counts[(f"iter_{k}", g)] for g in GROUPS] == [12, 4, 16, 16, 0]
+    assert [counts[("heldout", g)] for g in GROUPS] == [60] * 5
     assert len(world.sft) == 900
 
 

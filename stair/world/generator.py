@@ -75,10 +75,10 @@ class WorldConfig:
     sft_harmful: int = 300
     sft_benign: int = 200
     seed_math: int = 12
-    seed_harmful: int = 6
-    seed_jailbreak: int = 22
-    seed_benign: int = 8
-    heldout_per_group: int = 40
+    seed_harmful: int = 4
+    seed_jailbreak: int = 16
+    seed_benign: int = 16
+    heldout_per_group: int = 60
     # Share of benign requests wrapped in a jailbreak framing. The SFT set has framed benign requests
     # but no framed harmful ones (as in the paper, no jailbreaks in SFT), so "framing -> comply" is a
     # shortcut the SFT model can learn; SI-MCTS + DPO has to unlearn it on jailbreaks.
