@@ -153,10 +153,10 @@ def test_samples_of_a_prompt_share_its_pass_and_later_prompts_its_cache(tiny) ->
 def test_a_model_with_sliding_window_layers_is_refused_by_name() -> None:
     from transformers import MistralConfig
 
-    from stair.generation import _appending_cache
+    from stair.generation.kv_cache import appending_cache
 
     with pytest.raises(ValueError, match="full-attention models only; mistral has DynamicSlidingWindowLayer"):
-        _appending_cache(MistralConfig(num_hidden_layers=1, sliding_window=16))
+        appending_cache(MistralConfig(num_hidden_layers=1, sliding_window=16))
 
 
 class _Completions(BaseHTTPRequestHandler):
