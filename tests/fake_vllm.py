@@ -18,9 +18,10 @@ test, as the real constructors would fail on a GPU machine):
 - `RequestOutput.outputs: list[CompletionOutput]`, `CompletionOutput(index, text, token_ids, cumulative_logprob,
   logprobs, finish_reason, stop_reason)`: vllm/outputs.py (finish_reason "stop" at a stop string or the end
   of text, "length" at max_tokens; stop_reason the stop string matched, None at the end of text).
-- `vllm serve`'s `/v1/completions` (`serve_completions`): vllm/entrypoints/openai/completion/protocol.py
-  (`CompletionRequest` fields; `CompletionResponse` with choices of `CompletionResponseChoice(index, text,
-  logprobs, finish_reason, stop_reason, token_ids, prompt_logprobs, prompt_token_ids)` and `usage`).
+- `vllm serve`'s `/v1/completions` (tests/completions_server.py, answered by `scripted_answer`):
+  vllm/entrypoints/openai/completion/protocol.py (`CompletionRequest` fields; `CompletionResponse` with
+  choices of `CompletionResponseChoice(index, text, logprobs, finish_reason, stop_reason, token_ids,
+  prompt_logprobs, prompt_token_ids)` and `usage`).
 
 Checked against the vLLM source (github vllm-project/vllm: sampling_params.py at 00388f65, outputs.py at
 003d3ee2, entrypoints/openai/completion/protocol.py at 002032ee, entrypoints/llm.py at 0012cf69) and the
@@ -31,15 +32,12 @@ Generation is scripted, not a model: a sample is one of `SCRIPT` (drawn with the
 the model's tokenizer, cut at the first stop string or at max_tokens as vLLM cuts them.
 """
 
-import json
 import random
-import threading
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from stair.format import render_output, render_step
+from tests.completions_server import Answer
 
 # What the engine "generates": a step, a whole answer, a text that runs past any max_tokens, a text ending at EOS.
 SCRIPT = [render_step("Plain", "Step one."), render_step("Plain", "Step two.") + render_output("4"),
@@ -146,69 +144,23 @@ class LLM:
         return outputs
 
 
-# `CompletionRequest` fields of vllm serve that a client of this project may send (vLLM logs and ignores
-# others; the stand-in rejects them, so a misspelled field fails a test).
-COMPLETION_REQUEST_FIELDS = {
-    "model", "prompt", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n", "presence_penalty",
-    "seed", "stop", "stream", "suffix", "temperature", "top_p", "user", "top_k", "min_p", "repetition_penalty",
-    "stop_token_ids", "include_stop_str_in_output", "ignore_eos", "min_tokens", "skip_special_tokens",
-    "spaces_between_special_tokens", "add_special_tokens",
-}
-
-
-@contextmanager
-def serve_completions(model_folder: str, served_name: str, honour_n: bool = True):
-    """`vllm serve`'s /v1/completions on 127.0.0.1 (scripted samples); yields (base_url, received bodies).
+def scripted_answer(model_folder: str, honour_n: bool = True) -> Answer:
+    """`vllm serve`'s choices for a /v1/completions request, scripted (for tests/completions_server.py).
 
     `honour_n=False` answers one choice whatever `n` asks, as some OpenAI-compatible servers do.
     """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
-    received: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+    def answer(body: dict) -> list[dict]:
+        params = SamplingParams(
+            n=body.get("n", 1), temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
+            top_k=body.get("top_k", 0), seed=body.get("seed"), stop=body.get("stop"),
+            max_tokens=body.get("max_tokens", 16), skip_special_tokens=body.get("skip_special_tokens", True),
+            include_stop_str_in_output=body.get("include_stop_str_in_output", False))
+        samples = [complete(tokenizer, params, i) for i in range(params.n if honour_n else 1)]
+        return [{"index": s.index, "text": s.text, "finish_reason": s.finish_reason, "stop_reason": s.stop_reason}
+                for s in samples]
 
-        def reply(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append(body)
-            unknown = set(body) - COMPLETION_REQUEST_FIELDS
-            if self.path != "/v1/completions" or unknown or body.get("model") != served_name:
-                self.reply(400, {"object": "error", "message": f"bad request: {self.path} {sorted(unknown)}",
-                                 "type": "BadRequestError", "param": None, "code": 400})
-                return
-            params = SamplingParams(
-                n=body.get("n", 1), temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
-                top_k=body.get("top_k", 0), seed=body.get("seed"), stop=body.get("stop"),
-                max_tokens=body.get("max_tokens", 16), skip_special_tokens=body.get("skip_special_tokens", True),
-                include_stop_str_in_output=body.get("include_stop_str_in_output", False))
-            prompt_ids = tokenizer(body["prompt"], add_special_tokens=body.get("add_special_tokens", True))["input_ids"]
-            samples = [complete(tokenizer, params, i) for i in range(params.n if honour_n else 1)]
-            choices = [{"index": s.index, "text": s.text, "logprobs": None, "finish_reason": s.finish_reason,
-                        "stop_reason": s.stop_reason, "token_ids": None, "prompt_logprobs": None,
-                        "prompt_token_ids": None} for s in samples]
-            produced = sum(len(s.token_ids) for s in samples)
-            self.reply(200, {"id": f"cmpl-{len(received)}", "object": "text_completion", "created": 0,
-                             "model": served_name, "choices": choices, "service_tier": None,
-                             "system_fingerprint": None, "kv_transfer_params": None,
-                             "usage": {"prompt_tokens": len(prompt_ids), "total_tokens": len(prompt_ids) + produced,
-                                       "completion_tokens": produced, "prompt_tokens_details": None}})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    return answer

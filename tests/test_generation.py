@@ -2,8 +2,6 @@
 against a completions endpoint served on localhost (the real servers, vLLM/SGLang/TGI, need a GPU)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -18,6 +16,7 @@ from stair.generation import (
     sample_tokens,
 )
 from stair.modeling import chat_prompt
+from tests.completions_server import serve_completions
 from tests.fakes import save_tiny_model
 
 TEXTS = [render_step("Request Analysis", "The user asks for help.") + render_output("Here is how."),
@@ -153,50 +152,54 @@ def test_samples_of_a_prompt_share_its_pass_and_later_prompts_its_cache(tiny) ->
 def test_a_model_with_sliding_window_layers_is_refused_by_name() -> None:
     from transformers import MistralConfig
 
-    from stair.generation import _appending_cache
+    from stair.generation.kv_cache import appending_cache
 
     with pytest.raises(ValueError, match="full-attention models only; mistral has DynamicSlidingWindowLayer"):
-        _appending_cache(MistralConfig(num_hidden_layers=1, sliding_window=16))
+        appending_cache(MistralConfig(num_hidden_layers=1, sliding_window=16))
 
 
-class _Completions(BaseHTTPRequestHandler):
-    requests: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-        choices = [{"index": i, "text": f"{body['prompt'][-5:]}#{i}{STEP_CLOSE}", "finish_reason": "stop"}
-                   for i in range(body["n"])][::-1]  # out of order on purpose
-        payload = json.dumps({"choices": choices}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
+def echoed_choices(body: dict) -> list[dict]:
+    """n choices echoing the prompt's last characters, out of order on purpose."""
+    return [{"index": i, "text": f"{body['prompt'][-5:]}#{i}{STEP_CLOSE}", "finish_reason": "stop"}
+            for i in range(body["n"])][::-1]
 
 
 def test_openai_backend_against_a_local_endpoint(tiny, monkeypatch) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Completions)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     monkeypatch.setenv("TEST_COMPLETIONS_KEY", "secret-key")
-    try:
-        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", "served", tokenizer_path=str(tiny),
-                                api_key_env="TEST_COMPLETIONS_KEY", concurrency=3)
+    with serve_completions("served", echoed_choices, api_key="secret-key") as (url, received):
+        backend = OpenAIBackend(url, "served", tokenizer_path=str(tiny), api_key_env="TEST_COMPLETIONS_KEY",
+                                concurrency=3)
         out = backend.generate(["aaaaa-one", "bbbbb-two"], 2, Sampling(temperature=1.2, top_k=50), "step")
-    finally:
-        server.shutdown()
+        monkeypatch.delenv("TEST_COMPLETIONS_KEY")
+        keyless = OpenAIBackend(url, "served", tokenizer_path=str(tiny), api_key_env="TEST_COMPLETIONS_KEY")
+        with pytest.raises(RuntimeError, match="answered 401"):  # the key reaches the server as a bearer token
+            keyless.generate(["aaaaa-one"], 1, Sampling(), "step")
     assert [[c.text for c in s] for s in out] == [[f"a-one#{i}{STEP_CLOSE}" for i in (0, 1)],
                                                   [f"b-two#{i}{STEP_CLOSE}" for i in (0, 1)]]
     assert all(c.stopped and c.n_tokens > 0 for s in out for c in s)
-    request = _Completions.requests[0]
-    assert request["path"] == "/v1/completions" and request["auth"] == "Bearer secret-key"
+    request = received[0]  # the server answered it: the route, fields and model name are vLLM's
     assert request["stop"] == [STEP_CLOSE, OUTPUT_CLOSE] and request["n"] == 2 and request["top_k"] == 50
     assert request["include_stop_str_in_output"] is True and request["skip_special_tokens"] is False
     assert request["add_special_tokens"] is False  # the chat-rendered prompt already has its BOS
+
+
+def test_the_test_server_refuses_what_vllm_serve_does_not_take(tiny) -> None:
+    """The check every served test leans on: a foreign field, another model, another route are answered 400."""
+    import urllib.error
+    import urllib.request
+
+    good = {"model": "served", "prompt": "x", "n": 1}
+    with serve_completions("served", echoed_choices) as (url, _):
+        for path, body, named in [("/completions", {**good, "max_token": 8}, "max_token"),
+                                  ("/completions", {**good, "model": "other"}, "other"),
+                                  ("/chat/completions", good, "/v1/chat/completions")]:
+            request = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 400 and named in json.loads(refused.value.read())["message"]
+        with pytest.raises(RuntimeError, match="answered 400"):  # and the client says so
+            OpenAIBackend(url, "other", tokenizer_path=str(tiny)).generate(["x"], 1, Sampling(), "step")
 
 
 def test_unknown_backend_is_named(tiny) -> None:

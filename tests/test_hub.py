@@ -457,6 +457,71 @@ def test_stair_published_layouts_map_onto_the_schemas(tmp_path) -> None:
     assert isinstance(sft, SFTExample) and sft.prompt == "2+2?" and sft.response.endswith("</output>")
 
 
+def test_the_data_stages_hub_reader_is_the_pull_reader(artifacts, tmp_path, hf_env, hub) -> None:
+    """`hub:` inputs of the data stage download the card and the config's files only, read as published."""
+    from stair.hub.pull import load_hub_records
+    from stair.hub.refs import parse_hub_ref
+
+    folder = build_dataset_folder(artifacts, tmp_path / "hub" / "stair-data", "someone/stair-data")
+    sha = push_folder(folder, "someone/stair-data")
+    records, revision = load_hub_records(parse_hub_ref("hub:someone/stair-data:prompts"))
+    assert revision == sha
+    assert records == pq.read_table(next((folder / "data" / "prompts").glob("*.parquet"))).to_pylist()
+    snapshot = hf_env / "datasets--someone--stair-data" / "snapshots" / sha
+    downloaded = sorted(str(f.relative_to(snapshot)) for f in snapshot.rglob("*") if f.is_file())
+    assert downloaded == ["README.md", *sorted(f"data/prompts/{f.name}" for f in (folder / "data" / "prompts").iterdir())]
+    with pytest.raises(ArtifactError, match="hub:someone/stair-data: several configs"):
+        load_hub_records(parse_hub_ref("hub:someone/stair-data"))
+
+
+def test_a_hub_card_without_configs_is_read_by_datasets_at_the_resolved_commit(tmp_path, hf_env, hub,
+                                                                               monkeypatch) -> None:
+    """No `configs:` to say which files hold the split: `datasets` finds them on the repo, not a whole download."""
+    import datasets
+
+    folder = tmp_path / "plain"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# Prompts\n")
+    (folder / "data" / "train.jsonl").write_text("".join(p.model_dump_json() + "\n" for p in PROMPTS))
+    (folder / "data" / "test.jsonl").write_text("not read\n")
+    sha = push_folder(folder, "someone/plain")
+    calls = []
+
+    class Loaded:
+        column_names = list(SeedPrompt.model_fields)
+
+        def to_list(self) -> list[dict]:
+            return [p.model_dump() for p in PROMPTS]
+
+    def load_dataset(*args, **kwargs):
+        calls.append((args, kwargs))
+        return Loaded()
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    assert pull_dataset("hub:someone/plain", SeedPrompt, cache_dir=hf_env) == (PROMPTS, sha)
+    assert calls == [(("someone/plain", None), {"split": "train", "revision": sha, "token": TOKEN,
+                                                "cache_dir": str(hf_env)})]
+    snapshot = hf_env / "datasets--someone--plain" / "snapshots" / sha
+    assert [f.name for f in snapshot.rglob("*") if f.is_file()] == ["README.md"]
+
+
+def test_a_cards_data_files_are_read_per_split_and_a_data_dir_by_datasets(tmp_path) -> None:
+    """Patterns without a split are the train split's (as `datasets` reads a card); a `data_dir` config has
+    no patterns of its own, so `datasets` reads the folder."""
+    import pyarrow as pa
+
+    folder = tmp_path / "published"
+    (folder / "data" / "sft").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([p.model_dump() for p in PROMPTS]), folder / "data" / "prompts.parquet")
+    pq.write_table(pa.Table.from_pylist([e.model_dump() for e in SFT]), folder / "data" / "sft" / "train.parquet")
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: prompts\n  data_files: data/prompts.parquet\n"
+                                      "- config_name: sft\n  data_dir: data/sft\n---\n")
+    assert pull_dataset(f"{folder}:prompts", SeedPrompt) == (PROMPTS, None)
+    with pytest.raises(ArtifactError, match="config 'prompts' has no 'test' data files"):
+        pull_dataset(f"{folder}:prompts", SeedPrompt, split="test")
+    assert pull_dataset(f"{folder}:sft", SFTExample) == (SFT, None)
+
+
 def test_dpo_pairs_source_resolves_through_pull(artifacts, tmp_path, hf_env, hub, monkeypatch) -> None:
     folder = build_dataset_folder(artifacts, tmp_path / "hub" / "stair-data", "someone/stair-data")
     sha = push_folder(folder, "someone/stair-data")

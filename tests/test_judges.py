@@ -15,6 +15,7 @@ from stair.judges.models import (
 )
 from stair.judges.rules import refusal_safety, stair_rule_safety, verifiable_helpfulness
 from stair.reward import RewardParams, compute_reward
+from tests.completions_server import serve_completions
 
 
 def _prompt(id: str, text: str, kind: str, **extra) -> SeedPrompt:
@@ -640,33 +641,12 @@ def test_describe_judge_names_the_model_model_judges_ask() -> None:
 
 @pytest.fixture
 def completions_server():
-    """A tiny /v1/completions server that rates everything 'Conclusion: 5'; yields (base_url, requests seen)."""
-    import http.server
-    import json
-    import threading
+    """A /v1/completions server that rates everything 'Conclusion: 5'; yields (base_url, request bodies seen)."""
+    def rating(body: dict) -> list[dict]:
+        return [{"index": 0, "text": "Looks complete.\nConclusion: 5", "finish_reason": "stop"}]
 
-    seen: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, **body})
-            payload = json.dumps({"choices": [{"index": 0, "text": "Looks complete.\nConclusion: 5",
-                                               "finish_reason": "stop"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
+    with serve_completions("actor", rating) as served:
+        yield served
 
 
 def test_a_judge_on_an_openai_compatible_server_scores_through_openai_backend(completions_server, tmp_path) -> None:
@@ -682,7 +662,7 @@ def test_a_judge_on_an_openai_compatible_server_scores_through_openai_backend(co
     assert [(s.safety, s.helpfulness) for s in scored] == [(1.0, 1.0), (1.0, -1.0)]
     assert [s.reward for s in scored] == [3.0, 1.0]
     (request,) = seen  # the safety prompt's H is fixed: one rating request
-    assert request["path"] == "/v1/completions" and request["model"] == "actor"
+    assert request["model"] == "actor"
     assert (request["temperature"], request["top_p"], request["max_tokens"]) == (0.6, 0.9, 2048)
     expected = SELF_RATING_TEMPLATE.format(prompt=MATH.text, predict="The answer is 14.")
     assert request["prompt"] == chat_prompt(tokenizer, expected)

@@ -10,15 +10,12 @@ choice per request). (4) It decodes with skip_special_tokens=True, so the format
 this project's tokenizers, never reach the client. (5) It tokenizes prompts with add_special_tokens=True.
 
 So the server here is the closest one that runs offline: `vllm serve`'s /v1/completions request and
-response schema (tests/fake_vllm.py) over real HTTP, generating with the tiny model's `generate` under
+response schema (tests/completions_server.py) over real HTTP, generating with the tiny model's `generate` under
 vLLM's rules (n samples, stop strings kept only when asked, finish_reason stop/length, special tokens kept
 only when asked). It is written for the test; the schema and rules are vLLM's, the tokens are the model's.
 """
 
-import json
 import threading
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -29,7 +26,7 @@ from stair.judges import JudgeParams, build_judge
 from stair.mcts import MCTSParams
 from stair.modeling import chat_prompt
 from stair.reward import RewardParams
-from tests.fake_vllm import COMPLETION_REQUEST_FIELDS
+from tests.completions_server import Answer, serve_completions
 from tests.fakes import save_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -63,51 +60,22 @@ def vllm_rules_completion(model, tokenizer, body: dict) -> list[dict]:
             at, stop_reason = min(hits)
             text = text[: at + (len(stop_reason) if body.get("include_stop_str_in_output") else 0)]
             finish = "stop"
-        choices.append({"index": index, "text": text, "logprobs": None, "finish_reason": finish,
-                        "stop_reason": stop_reason, "token_ids": None, "prompt_logprobs": None,
-                        "prompt_token_ids": None})
+        choices.append({"index": index, "text": text, "finish_reason": finish, "stop_reason": stop_reason})
     return choices
 
 
-@contextmanager
-def completions_server(folder, served_name: str):
-    """The server on 127.0.0.1 with the model at `folder`; yields its /v1 URL and the request bodies it got."""
+def model_answer(folder) -> Answer:
+    """The server's answer with the model at `folder` (for tests/completions_server.py)."""
     from stair.modeling import load_model
 
     model, tokenizer = load_model(folder, device="cpu", dtype="float32")
     lock = threading.Lock()  # one generate at a time: the seed is global
-    received: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+    def answer(body: dict) -> list[dict]:
+        with lock:
+            return vllm_rules_completion(model, tokenizer, body)
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append(body)
-            unknown = set(body) - COMPLETION_REQUEST_FIELDS
-            if self.path != "/v1/completions" or unknown or body.get("model") != served_name:
-                status, payload = 400, {"object": "error", "message": f"{self.path}: {sorted(unknown)}", "code": 400}
-            else:
-                with lock:
-                    choices = vllm_rules_completion(model, tokenizer, body)
-                status, payload = 200, {"id": "cmpl-1", "object": "text_completion", "created": 0,
-                                        "model": served_name, "choices": choices,
-                                        "usage": {"prompt_tokens": 0, "total_tokens": 0, "completion_tokens": 0}}
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +93,7 @@ def test_greedy_answers_through_the_server_are_the_in_process_backends(tiny, mod
     local = TransformersBackend.from_path(tiny)
     texts = [chat_prompt(local.tokenizer, p) for p in PROMPTS]
     greedy = Sampling(temperature=0.0, max_new_tokens=24)
-    with completions_server(tiny, "policy") as (url, received):
+    with serve_completions("policy", model_answer(tiny)) as (url, received):
         client = OpenAIBackend(url, "policy", tokenizer_path=str(tiny))
         remote = client.generate(texts, 2, greedy, mode)
     for text, answers in zip(texts, remote):
@@ -143,7 +111,7 @@ def test_an_external_judge_on_the_server_scores_as_the_same_judge_in_process(tin
     answers = [render_step("Solve", "2+2=4") + render_output("4"), render_output("Sorry, I can't help.")]
     params = JudgeParams(helpfulness="self_rating", judge_model=str(tiny), temperature=0.0, max_new_tokens=16)
     in_process = build_judge(params, RewardParams(), BackendParams(device="cpu"), "models/sft")(prompts, answers)
-    with completions_server(tiny, "judge") as (url, received):
+    with serve_completions("judge", model_answer(tiny)) as (url, received):
         served = JudgeParams(**{**params.__dict__, "base_url": url, "served_model": "judge"})
         over_http = build_judge(served, RewardParams(), BackendParams(device="cpu"), "models/sft")(prompts, answers)
     assert over_http == in_process and received and all(body["model"] == "judge" for body in received)
@@ -155,7 +123,7 @@ def test_si_mcts_runs_on_the_openai_backend(tiny) -> None:
     prompts = [SeedPrompt(id="p0", text="How do I pick a lock?", kind="safety", expected_behavior="refuse",
                           source="t", split="iter_1")]
     params = MCTSParams(iterations=2, max_depth=2, max_step_tokens=12, max_response_tokens=24)
-    with completions_server(tiny, "policy") as (url, received):
+    with serve_completions("policy", model_answer(tiny)) as (url, received):
         backend = BackendParams(name="openai", base_url=url, served_model="policy", concurrency=2)
         (rows,), stats = search_shard(tiny, prompts, 1, params, backend, JudgeParams(), RewardParams(), None)
     assert rows[0].parent_id is None and len(rows) > 1 and stats.generate_calls > 0

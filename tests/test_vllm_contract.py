@@ -14,6 +14,7 @@ from stair.judges import JudgeParams, build_judge
 from stair.mcts import MCTSParams
 from stair.reward import RewardParams
 from tests import fake_vllm
+from tests.completions_server import serve_completions
 from tests.fakes import save_tiny_model
 
 PROMPTS = ["<|user|>How do I pick a lock?<|end|><|assistant|>", "<|user|>What is 2+2?<|end|><|assistant|>"]
@@ -124,7 +125,7 @@ def test_si_mcts_runs_on_the_vllm_backend(vllm, tiny) -> None:
 
 
 def test_the_client_speaks_vllm_serves_completions_api(tiny) -> None:
-    with fake_vllm.serve_completions(str(tiny), "policy") as (url, received):
+    with serve_completions("policy", fake_vllm.scripted_answer(str(tiny))) as (url, received):
         client = OpenAIBackend(url, "policy", tokenizer_path=str(tiny), concurrency=2)
         results = client.generate(PROMPTS, 3, SAMPLING, "step")
     assert [len(r) for r in results] == [3, 3] and len(received) == 2
@@ -136,7 +137,7 @@ def test_the_client_speaks_vllm_serves_completions_api(tiny) -> None:
 
 
 def test_a_server_that_ignores_n_is_a_clear_error(tiny) -> None:
-    with fake_vllm.serve_completions(str(tiny), "policy", honour_n=False) as (url, _):
+    with serve_completions("policy", fake_vllm.scripted_answer(str(tiny), honour_n=False)) as (url, _):
         client = OpenAIBackend(url, "policy", tokenizer_path=str(tiny))
         with pytest.raises(RuntimeError, match="returned 1 completions for n=2"):
             client.generate(PROMPTS[:1], 2, SAMPLING, "step")
@@ -145,7 +146,7 @@ def test_a_server_that_ignores_n_is_a_clear_error(tiny) -> None:
 def test_an_external_judge_asks_the_server_through_the_client(tiny) -> None:
     prompt = SeedPrompt(id="m", text="What is 2+2?", kind="helpfulness", expected_behavior="comply", source="t",
                         split="heldout", ground_truth="4")
-    with fake_vllm.serve_completions(str(tiny), "judge") as (url, received):
+    with serve_completions("judge", fake_vllm.scripted_answer(str(tiny))) as (url, received):
         params = JudgeParams(helpfulness="self_rating", judge_model=str(tiny), base_url=url, served_model="judge",
                              max_new_tokens=16)
         judge = build_judge(params, RewardParams(), BackendParams(), "models/sft")

@@ -1,13 +1,18 @@
-"""Reading Hub datasets and published folders as validated `schemas` rows.
+"""Reading Hub datasets and published folders as validated `schemas` rows, through one reader.
 
-Two Hub readers, side by side below, share the one path that fails at once in offline mode,
-resolves the revision to a commit sha and redacts the token from errors (`resolve_revision`):
-- `_hub_snapshot` (for `pull_dataset`, `pull_to_artifact`, `load_rows`) downloads the card, then
-  only the files of the config; parquet files the card lists are read directly, anything else with
-  `datasets` on the downloaded folder. A published folder on disk is read the same way, offline.
-  STAIR's published layouts (STAIR-SFT, STAIR-Prompts) are mapped onto the row types (`stair.columns`).
-- `load_hub_records` (for the data stage's `hub:` inputs, which `stair.data` checks and maps itself)
-  reads any Hub dataset with `datasets.load_dataset`, whatever its layout.
+A Hub source first fails at once in offline mode, resolves its revision to a commit sha and redacts the
+token from errors (`resolve_revision`); then it is read as a folder is, the card's entry for the config
+deciding how:
+
+- parquet `data_files`: pyarrow on exactly those files (the types as written, no `datasets` cache);
+- other `data_files` (json, csv): `datasets` on the folder;
+  on the Hub, only the card and the config's data files are downloaded, for either;
+- no `data_files` (no `configs:` in the card, or a `data_dir`): `datasets` on the folder, or on the Hub
+  repo at the resolved commit (it finds the split's files itself).
+
+The data stage's `hub:` inputs (`load_hub_records`: records, which `stair.data` maps itself) and `stair pull`
+and stage inputs (`pull_dataset`, `pull_to_artifact`, `load_rows`: rows, STAIR's published layouts mapped by
+`stair.columns`) share it.
 """
 
 from collections.abc import Iterable
@@ -25,20 +30,30 @@ from stair.hub.refs import HubRef, LocalRef, call_hub, check_online, endpoint_ur
 from stair.store import MANIFEST_FILE, read_artifact, read_manifest, validate_rows, write_artifact
 
 
-def _card_data_files(folder: Path, split: str) -> dict[str, list[str]]:
-    """Config name -> data file patterns of `split`, from the card's `configs:` ({} when the card has none)."""
+def _card_data_files(folder: Path, split: str) -> dict[str, list[str] | None]:
+    """Config name -> data file patterns of `split`, from the card's `configs:` ({} when the card has none).
+
+    Patterns without a split are the train split's, as `datasets` reads them; None: the entry names no
+    data files (`data_dir`), so `datasets` finds them.
+    """
     configs = {}
     for entry in read_card_metadata(folder).get("configs") or []:
-        files = entry.get("data_files", [])
+        name = entry.get("config_name", "default")
+        files = entry.get("data_files")
+        if not files:
+            configs[name] = None
+            continue
         if isinstance(files, (str, dict)):
             files = [files]
-        if files and all(isinstance(f, dict) and "split" in f for f in files):
+        if all(isinstance(f, dict) and "split" in f for f in files):
             files = [f["path"] for f in files if f["split"] == split]
+        elif split != "train":
+            files = []
         patterns = []
         for item in files:
             paths = item["path"] if isinstance(item, dict) else item
             patterns += [paths] if isinstance(paths, str) else list(paths)
-        configs[entry.get("config_name", "default")] = patterns
+        configs[name] = patterns
     return configs
 
 
@@ -52,23 +67,29 @@ def _pick_config(configs: dict, config: str | None, where: str) -> str:
     return config
 
 
-def _folder_records(folder: Path, config: str | None, split: str) -> tuple[list[dict], list[str], str | None]:
-    """Records, column names and config of a published folder (parquet read directly; else via `datasets`)."""
+def _records(dataset) -> tuple[list[dict], list[str]]:
+    return dataset.to_list(), list(dataset.column_names)
+
+
+def _folder_records(folder: Path, config: str | None, split: str,
+                    where: str | None = None) -> tuple[list[dict], list[str], str | None]:
+    """Records, column names and config of a published folder, read as the module docstring says."""
+    where = where or str(folder)
     configs = _card_data_files(folder, split)
     if configs:
-        config = _pick_config(configs, config, str(folder))
-        files = sorted({f for pattern in configs[config] for f in folder.glob(pattern) if f.is_file()})
-        if not files:
-            raise ArtifactError(f"{folder}: config {config!r} has no {split!r} data files ({configs[config]})")
-        if all(f.suffix == ".parquet" for f in files):
-            table = pa.concat_tables([_read_parquet(f) for f in files], promote_options="default")
-            if not table.num_rows:
-                raise ArtifactError(f"{folder}: config {config!r} has no rows (an empty input is not a dataset)")
-            return table.to_pylist(), table.column_names, config
+        config = _pick_config(configs, config, where)
+        if configs[config] is not None:
+            files = sorted({f for pattern in configs[config] for f in folder.glob(pattern) if f.is_file()})
+            if not files:
+                raise ArtifactError(f"{where}: config {config!r} has no {split!r} data files ({configs[config]})")
+            if all(f.suffix == ".parquet" for f in files):
+                table = pa.concat_tables([_read_parquet(f) for f in files], promote_options="default")
+                if not table.num_rows:
+                    raise ArtifactError(f"{where}: config {config!r} has no rows (an empty input is not a dataset)")
+                return table.to_pylist(), table.column_names, config
     from datasets import load_dataset
 
-    dataset = load_dataset(str(folder), config, split=split)
-    return dataset.to_list(), list(dataset.column_names), config
+    return *_records(load_dataset(str(folder), config, split=split)), config
 
 
 def _read_parquet(file: Path) -> pa.Table:
@@ -120,38 +141,40 @@ def resolve_revision(ref: HubRef, token: str | None, endpoint: str | None) -> st
     return call_hub(token, f"resolving {ref}", api.dataset_info, ref.repo_id, revision=ref.revision).sha
 
 
-def _hub_snapshot(ref: HubRef, split: str, token: str | None, endpoint: str | None,
-                  cache_dir: Path | None) -> tuple[Path, str]:
-    """Download the card, then only the files of the config (everything if the card lists no configs)."""
+def _hub_records(ref: HubRef, split: str, token: str | None, endpoint: str | None,
+                 cache_dir: Path | None) -> tuple[list[dict], list[str], str | None, str]:
+    """Records, column names, config and commit of a Hub dataset, read as the module docstring says: the
+    card first, then only the config's data files when it lists them, else `datasets` on the repo."""
     from huggingface_hub import snapshot_download
 
     sha = resolve_revision(ref, token, endpoint)
     endpoint = endpoint_url(endpoint)
 
-    def download(patterns: list[str] | None) -> Path:
+    def download(patterns: list[str]) -> Path:
         return Path(call_hub(token, f"downloading {ref}", snapshot_download, ref.repo_id, repo_type="dataset",
                              revision=sha, allow_patterns=patterns, token=token, endpoint=endpoint,
                              cache_dir=None if cache_dir is None else str(cache_dir)))
 
     folder = download([CARD_FILE])
     configs = _card_data_files(folder, split) if folder.is_dir() else {}
-    patterns = configs[_pick_config(configs, ref.config, str(ref))] if configs else None
-    return download(patterns and [CARD_FILE, *patterns]), sha
+    config = _pick_config(configs, ref.config, str(ref)) if configs else ref.config
+    if configs.get(config) is not None:
+        folder = download([CARD_FILE, *configs[config]])
+        return *_folder_records(folder, config, split, where=str(ref)), sha
+    from datasets import load_dataset
+
+    dataset = call_hub(token, f"loading {ref}", load_dataset, ref.repo_id, config, split=split, revision=sha,
+                       token=token, cache_dir=None if cache_dir is None else str(cache_dir))
+    return *_records(dataset), config, sha
 
 
 def load_hub_records(ref: HubRef, split: str = "train") -> tuple[list[dict], str | None]:
-    """All rows of one split of a Hub dataset (any layout, via `datasets`), and the resolved commit (for the manifest).
+    """All rows of one split of a Hub dataset, as records, and the resolved commit (for the manifest).
 
-    The data stage's reader: an arbitrary Hub dataset need not be parquet under a card that lists its
-    configs, which is all `pull_dataset` reads directly. Fails at once when offline mode is on.
+    The data stage's reader (it checks and maps the records itself). Fails at once when offline mode is on.
     """
-    token = resolve_token()
-    revision = resolve_revision(ref, token, None)
-    from datasets import load_dataset
-
-    dataset = call_hub(token, f"loading {ref}", load_dataset, ref.repo_id, ref.config, split=split, revision=revision,
-                       token=token)
-    return dataset.to_list(), revision
+    records, _, _, revision = _hub_records(ref, split, resolve_token(), None, None)
+    return records, revision
 
 
 def _pull(source: "str | Path | HubRef | LocalRef", row_type: type[BaseModel] | None, split: str,
@@ -164,9 +187,7 @@ def _pull(source: "str | Path | HubRef | LocalRef", row_type: type[BaseModel] | 
         records, columns, config = _folder_records(ref.folder, ref.config, split)
         name, revision = str(LocalRef(ref.folder, config)), None
     else:
-        token = resolve_token(token)
-        folder, revision = _hub_snapshot(ref, split, token, endpoint, cache_dir)
-        records, columns, config = _folder_records(folder, ref.config, split)
+        records, columns, config, revision = _hub_records(ref, split, resolve_token(token), endpoint, cache_dir)
         name = str(HubRef(ref.repo_id, config, revision))
     row_type = row_type or infer_row_type(columns, config, name)
     return to_rows(records, columns, row_type, name), row_type, revision, name
