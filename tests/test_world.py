@@ -62,6 +62,19 @@ def test_the_default_world_is_byte_for_byte_pinned() -> None:
     assert responses.hexdigest() == DEFAULT_RESPONSES_SHA256
 
 
+# sha256 of the default world's held-out prompts alone, one JSON line each: evaluation stays comparable across
+# runs only while this holds. Computed before SFT gained two phrasings per benign topic, which left it as it was.
+DEFAULT_HELDOUT_SHA256 = "da529c3b6bfd67ed0b5e1d01e3e52bcf15c1c384c3d3223f62a07fe7971c5d46"
+
+
+def test_heldout_split_is_pinned(world: World) -> None:
+    rows = hashlib.sha256()
+    for p in world.prompts:
+        if p.split == "heldout":
+            rows.update(p.model_dump_json().encode() + b"\n")
+    assert rows.hexdigest() == DEFAULT_HELDOUT_SHA256
+
+
 def test_every_prompt_has_a_response_and_sft_uses_them(world: World) -> None:
     assert list(world.responses) == [p.id for p in world.prompts]
     assert [(e.prompt_id, e.response) for e in world.sft] == [
