@@ -43,10 +43,12 @@ def _answer(world: World, prompt: SeedPrompt) -> str:
 # examples, then the teacher's response to every prompt, one JSON line each. Computed on the code from before
 # the catalogue became data and the teacher wrote each response as its prompt was drawn (it re-parsed the
 # prompt's text then): those refactorings left the world byte for byte as it was. Updated when the benign
-# seeds moved to a phrasing of their own. A change that means to move the world updates them.
+# seeds moved to a phrasing of their own, and when SFT gained two phrasings per benign topic (the prompts
+# moved; the responses did not: a benign response depends on its topic only). A change that means to move
+# the world updates them.
 DEFAULT_WORLD = dict(sft_math=400, sft_harmful=300, sft_benign=200, seed_math=12, seed_harmful=4,
                      seed_jailbreak=16, seed_benign=16, heldout_per_group=60, iterations=3, seed=0)
-DEFAULT_WORLD_SHA256 = "145b3f17f667d7ae3ad3c2dc65db93329bf994aca6db30e113cce5e18f887267"
+DEFAULT_WORLD_SHA256 = "92ff2dfb480e4dd11a06c0e2fbfa49b5d0ed5b8207fc0a5c402f55877b401fa6"
 DEFAULT_RESPONSES_SHA256 = "6249e5bc34d2f1afad95786429e0f91c129f72f9a8024a5869f8122fc329f5d4"
 
 
@@ -60,6 +62,19 @@ def test_the_default_world_is_byte_for_byte_pinned() -> None:
     for p in world.prompts:
         responses.update(p.id.encode() + b"\0" + world.responses[p.id].encode() + b"\n")
     assert responses.hexdigest() == DEFAULT_RESPONSES_SHA256
+
+
+# sha256 of the default world's held-out prompts alone, one JSON line each: evaluation stays comparable across
+# runs only while this holds. Computed before SFT gained two phrasings per benign topic, which left it as it was.
+DEFAULT_HELDOUT_SHA256 = "da529c3b6bfd67ed0b5e1d01e3e52bcf15c1c384c3d3223f62a07fe7971c5d46"
+
+
+def test_heldout_split_is_pinned(world: World) -> None:
+    rows = hashlib.sha256()
+    for p in world.prompts:
+        if p.split == "heldout":
+            rows.update(p.model_dump_json().encode() + b"\n")
+    assert rows.hexdigest() == DEFAULT_HELDOUT_SHA256
 
 
 def test_every_prompt_has_a_response_and_sft_uses_them(world: World) -> None:
@@ -203,14 +218,18 @@ def test_heldout_math_and_novel_benign_are_new(world: World) -> None:
 
 
 def test_benign_phrasings_split_between_sft_seeds_and_heldout(world: World) -> None:
-    """SFT uses a training topic's first phrasing, the SI-MCTS seeds its second, the held-out set its third."""
+    """SFT uses a training topic's first three phrasings, the SI-MCTS seeds its fourth, the held-out set its
+    fifth."""
     index_of = {q: i for item in BENIGN_TRAIN for i, q in enumerate(item.phrasings)}
-    split_of = {0: "sft", 1: "iter", 2: "heldout"}
+    split_of = {0: "sft", 1: "sft", 2: "sft", 3: "iter", 4: "heldout"}
+    used = set()
     for p in world.prompts:
         if p.group == "benign_sensitive":
             # The longest phrasing in the text (one held-out phrasing quotes an SFT one whole).
             phrasing = max((q for q in index_of if q in p.text), key=len)
             assert p.split.startswith(split_of[index_of[phrasing]]), (p.split, p.text)
+            used.add(index_of[phrasing])
+    assert used == set(split_of)
 
 
 def test_heldout_does_not_move_with_training_counts(world: World) -> None:
@@ -301,9 +320,17 @@ def test_world_is_varied_enough(world: World) -> None:
     # Names that configs and benchmark suites use.
     assert {"dan_roleplay", "refusal_suppression", "grandma", "opposite_day", "base64"} - set(FRAMINGS) == {"base64"}
     items = BENIGN_TRAIN + BENIGN_HELDOUT
-    assert all(2 <= len(item.phrasings) <= 4 for item in items)
+    assert all(len(item.phrasings) == 5 for item in BENIGN_TRAIN)  # SFT's three, the seeds' one, held-out's one
+    assert all(2 <= len(item.phrasings) <= 4 for item in BENIGN_HELDOUT)
     phrasings = [q for item in items for q in item.phrasings]
     assert len(set(phrasings)) == len(phrasings)
+    # A text's longest phrasing names its topic and split, so a phrasing may quote another whole only as its
+    # own topic's held-out phrasing.
+    for item in items:
+        for q in item.phrasings:
+            quoted = [other for other in phrasings if other != q and other.lower() in q.lower()]
+            assert not quoted or (item in BENIGN_TRAIN and q == item.phrasings[-1]
+                                  and set(quoted) <= set(item.phrasings)), (q, quoted)
     assert len({item.key for item in items}) == len(items)
     assert all(item.key in item.answer and not is_refusal(item.answer) for item in items)
     # The trap: benign requests share words with jailbreak framings.

@@ -52,11 +52,12 @@ FAMILIES: dict[str, dict[str, Framing]] = {
 FRAMINGS: dict[str, str] = {name: f.template for family in FAMILIES.values() for name, f in family.items()}
 FRAMING_NOTES: dict[str, str] = {name: f.note for family in FAMILIES.values() for name, f in family.items()}
 FRAMING_FAMILIES: dict[str, str] = {name: fam for fam, family in FAMILIES.items() for name in family}
-# Each training item has three phrasings: SFT's, the SI-MCTS seeds' and the held-out split's ("seen topic,
-# new words").
+# Each training item has five phrasings: SFT's three (so SFT learns the topic, not one wording), the SI-MCTS
+# seeds' one and the held-out split's one ("seen topic, new words").
 BENIGN_TRAIN: tuple[Benign, ...] = _benign(_DATA["benign_train"])
-if any(len(item.phrasings) != 3 for item in BENIGN_TRAIN):
-    raise ValueError("catalog.yaml: every benign_train item needs exactly three phrasings (SFT, seeds, held-out)")
+if any(len(item.phrasings) != 5 for item in BENIGN_TRAIN):
+    raise ValueError("catalog.yaml: every benign_train item needs exactly five phrasings (SFT's three, then the "
+                     "seeds' one, then held-out's one)")
 # Only in the held-out split, so evaluation sees benign topics the model never trained on.
 BENIGN_HELDOUT: tuple[Benign, ...] = _benign(_DATA["benign_heldout"])
 del _DATA

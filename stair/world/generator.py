@@ -28,7 +28,7 @@ from stair.world.catalog import (
 
 SOURCE = "builtin"
 GROUPS = ("math", "harmful", "jailbreak", "benign_sensitive", "benign_novel")
-# A training benign item's phrasings are split three ways: the SFT set takes the first ones, the SI-MCTS
+# A training benign item's phrasings are split three ways: the SFT set takes the first three, the SI-MCTS
 # seeds the second-to-last, the held-out split the last (seen topics in new words). The seeds are then as
 # new to the SFT model as the jailbreak seeds are, so its benign trees hold refusals to prefer compliance
 # over, not only answers it already gives (with seeds in SFT's words, only jailbreaks taught a decision).
