@@ -20,18 +20,10 @@ from stair.world.generator import WorldConfig, generate_world
 
 
 def operation(rng: random.Random) -> str:
-    """One worked operation, drawn as the world draws them (values stay in 1..99)."""
-    op = rng.choice("+-*")
-    if op == "*":
-        y = rng.randint(2, 9)
-        x = rng.randint(2, arithmetic.MAX_VALUE // y)
-    elif op == "+":
-        x = rng.randint(1, arithmetic.MAX_VALUE - 1)
-        y = rng.randint(1, min(40, arithmetic.MAX_VALUE - x))
-    else:
-        x = rng.randint(2, arithmetic.MAX_VALUE)
-        y = rng.randint(1, min(40, x - 1))
-    return arithmetic.column_work(x, op, y)
+    """One worked operation on a value in 2..98, its operand drawn as the world draws it."""
+    op, x = rng.choice("+-*"), rng.randint(2, arithmetic.MAX_VALUE - 1)
+    y = arithmetic.draw_operand(rng, x, op)
+    return operation(rng) if y is None else arithmetic.column_work(x, op, y)
 
 
 def main() -> None:

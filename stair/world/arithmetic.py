@@ -133,23 +133,24 @@ def _apply(value: int, op: str, x: int) -> int:
     return value + x if op == "+" else value - x if op == "-" else value * x
 
 
+def draw_operand(rng: random.Random, value: int, op: str) -> int | None:
+    """The operand of `value op ?` that keeps the result in 1..MAX_VALUE (at most 40 added or taken, a
+    one-digit factor), or None if there is none."""
+    if op == "+":
+        return rng.randint(1, min(40, MAX_VALUE - value)) if value < MAX_VALUE else None
+    if op == "-":
+        return rng.randint(1, min(40, value - 1)) if value >= 2 else None
+    return rng.randint(2, min(9, MAX_VALUE // value)) if MAX_VALUE // value >= 2 else None
+
+
 def sample_numbers(rng: random.Random, template: MathTemplate) -> dict[str, int] | None:
     """Operands keeping every value on the way in 1..MAX_VALUE, or None to redraw."""
     value = rng.randint(*template.start)
     numbers = {"a": value}
     for op, slot in template.ops:
-        if op == "+":
-            if value >= MAX_VALUE:
-                return None
-            x = rng.randint(1, min(40, MAX_VALUE - value))
-        elif op == "-":
-            if value < 2:
-                return None
-            x = rng.randint(1, min(40, value - 1))
-        else:
-            if MAX_VALUE // value < 2:
-                return None
-            x = rng.randint(2, min(9, MAX_VALUE // value))
+        x = draw_operand(rng, value, op)
+        if x is None:
+            return None
         numbers[slot] = x
         value = _apply(value, op, x)
     return numbers
