@@ -1,10 +1,12 @@
 """Base models: the tiny from-scratch default (BPE tokenizer + small Llama) and real Hugging Face models.
 
 Both end up as a `save_pretrained` folder whose tokenizer knows the structured-CoT format tokens as
-special tokens and has a chat template. `chat_prompt` is the one place a request becomes model
+single tokens (added, not special: servers decode with special tokens skipped, and the format is the
+answer's text) and has a chat template. `chat_prompt` is the one place a request becomes model
 input; BOS handling is the chat template's business and nothing else adds one.
 """
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ class TinyModelConfig:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """Byte-level BPE trained on `texts`, with format tokens and chat roles as special tokens.
+    """Byte-level BPE trained on `texts`, with chat roles as special tokens and format tokens as added ones.
 
     Digits are split one by one: worked arithmetic then reads and writes single digits, and every sum
     is a one-digit fact rather than a lookup over thousands of merged number tokens.
@@ -61,11 +63,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    # Trained as special (whole, never merged, low ids), then marked plain so that decoding keeps them.
+    spec = json.loads(tokenizer.to_str())
+    for added in spec["added_tokens"]:
+        added["special"] = added["special"] and added["content"] not in FORMAT_TOKENS
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
         eos_token=END,
         pad_token=PAD,
-        extra_special_tokens=[USER, ASSISTANT, *FORMAT_TOKENS],
+        extra_special_tokens=[USER, ASSISTANT],
         clean_up_tokenization_spaces=False,
     )
     fast.chat_template = CHAT_TEMPLATE
@@ -91,7 +97,10 @@ def init_tiny_model(tokenizer, config: TinyModelConfig):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
-    return LlamaForCausalLM(llama)
+    model = LlamaForCausalLM(llama)
+    # Servers that take a request's temperature (transformers serve) sample only when the model's config does.
+    model.generation_config.do_sample = True
+    return model
 
 
 def load_pretrained_base(model_id: str, trust_remote_code: bool = False, revision: str | None = None):
@@ -101,6 +110,7 @@ def load_pretrained_base(model_id: str, trust_remote_code: bool = False, revisio
     `<|eot_id|>` rather than `<|end_of_text|>`), so SFT and DPO end answers the way the template ends a
     turn and generation stops there; the model's generation config stops at both.
     """
+    from tokenizers import AddedToken
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
@@ -110,7 +120,7 @@ def load_pretrained_base(model_id: str, trust_remote_code: bool = False, revisio
     missing = [t for t in FORMAT_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         log.info("adding %d format tokens to the tokenizer: %s", len(missing), missing)
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
         model.resize_token_embeddings(len(tokenizer))
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE

@@ -1,18 +1,10 @@
-"""The OpenAI-compatible client (and an external judge through it, and SI-MCTS on it) end to end over HTTP
-against a server that generates with a real model on CPU, started by the test.
+"""The OpenAI-compatible client in its `vllm` dialect (and an external judge through it, and SI-MCTS on it) end
+to end over HTTP against a server that generates with a real model on CPU, started by the test.
 
-Why not `transformers serve` (transformers 5.20.2, checked against its source in transformers/cli/serving):
-it cannot stand in for `vllm serve` here. (1) It needs the `openai` package, which needs `jiter`, a compiled
-extension (not installed on this machine). (2) Its /v1/completions answers 422 to any field outside OpenAI's
-schema, and the client must send vLLM's extensions (top_k, include_stop_str_in_output, skip_special_tokens,
-add_special_tokens: without them vLLM drops the format tokens and doubles the BOS). (3) It ignores `n` (one
-choice per request). (4) It decodes with skip_special_tokens=True, so the format tokens, special tokens of
-this project's tokenizers, never reach the client. (5) It tokenizes prompts with add_special_tokens=True.
-
-So the server here is the closest one that runs offline: `vllm serve`'s /v1/completions request and
-response schema (tests/completions_server.py) over real HTTP, generating with the tiny model's `generate` under
-vLLM's rules (n samples, stop strings kept only when asked, finish_reason stop/length, special tokens kept
-only when asked). It is written for the test; the schema and rules are vLLM's, the tokens are the model's.
+`vllm serve` itself needs a GPU, so the server here speaks its /v1/completions request and response schema
+(tests/completions_server.py) and follows its rules (n samples a request, stop strings and special tokens
+kept only when asked, finish_reason stop/length), generating with the tiny model's `generate`. The `openai`
+dialect runs against a real server, `transformers serve`, in tests/test_transformers_serve.py.
 """
 
 import threading

@@ -42,6 +42,9 @@ def test_base_adds_format_tokens_and_ends_turns_like_the_template(base) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base)
     assert all(tokenizer.convert_tokens_to_ids(t) != tokenizer.unk_token_id for t in FORMAT_TOKENS)
     assert all(len(tokenizer(t, add_special_tokens=False)["input_ids"]) == 1 for t in FORMAT_TOKENS)
+    answer = render_step("Risk", "Harmful.") + render_output("No.")  # servers decode skipping special tokens
+    assert tokenizer.decode(tokenizer(answer + EOT, add_special_tokens=False)["input_ids"],
+                            skip_special_tokens=True) == answer
     assert tokenizer.eos_token == EOT and tokenizer.pad_token == EOT
     stops = AutoModelForCausalLM.from_pretrained(base).generation_config.eos_token_id
     assert set(stops) == {tokenizer.convert_tokens_to_ids(EOS), tokenizer.convert_tokens_to_ids(EOT)}

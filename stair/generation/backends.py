@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from stair.generation.openai_backend import OpenAIBackend
+from stair.generation.openai_backend import CompletionsAPI, OpenAIBackend
 from stair.generation.sampling import Completion, Mode, Sampling
 from stair.generation.transformers_backend import TransformersBackend
 from stair.generation.vllm_backend import VLLMBackend
@@ -56,6 +56,7 @@ class BackendParams:
     base_url: str = "http://127.0.0.1:8000/v1"
     served_model: str = ""
     concurrency: int = 16
+    completions_api: CompletionsAPI = "vllm"
     gpu_memory_utilization: float = 0.85
     trust_remote_code: bool = False
 
@@ -88,7 +89,8 @@ def _vllm(path, params: BackendParams, seed: int) -> Backend:
 
 def _openai(path, params: BackendParams, seed: int) -> Backend:
     return OpenAIBackend(params.base_url, params.served_model or str(path), tokenizer_path=str(path),
-                         concurrency=params.concurrency, trust_remote_code=params.trust_remote_code)
+                         concurrency=params.concurrency, trust_remote_code=params.trust_remote_code,
+                         completions_api=params.completions_api, seed=seed)
 
 
 BACKENDS = {"transformers": _transformers, "vllm": _vllm, "openai": _openai}
