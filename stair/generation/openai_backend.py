@@ -7,8 +7,10 @@ Two request dialects (`backend.completions_api`):
 - `openai` (`transformers serve`, TGI, llama.cpp and any server held to OpenAI's schema): only OpenAI's fields.
   Each sample is its own request with its own `seed`; `top_k` cannot be sent (the server's own setting
   applies); a prompt's BOS text is left to the server when its tokenizer adds one; a chunk whose matched stop
-  string the server dropped gets its closing tag back. The format tokens reach the client because they are
-  not special tokens of this project's tokenizers (servers decode with special tokens skipped).
+  string the server dropped gets its closing tag back (OpenAI's finish_reason does not say whether a stop
+  string or the end of text ended it, so a chunk left open at the end of text is closed too). The format
+  tokens reach the client because they are not special tokens of this project's tokenizers (servers decode
+  with special tokens skipped).
 """
 
 import json
