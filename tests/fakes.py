@@ -78,3 +78,12 @@ def save_tiny_model(folder, texts: list[str]):
     init_tiny_model(tokenizer, TinyModelConfig(**TINY)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def free_port() -> int:
+    """A port no one listens on now, so that concurrent test runs do not meet at a server's default."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -29,7 +29,7 @@ from stair.launch import (
     per_process_batch,
 )
 from stair.store import write_artifact
-from tests.fakes import save_tiny_model
+from tests.fakes import free_port, save_tiny_model
 from tests.project import merge, stage_argv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,15 +179,6 @@ def run_twice(monkeypatch, root: Path, module: str, argv: list[str], plot: str, 
         runs.append((json.loads(Path(plot).read_text()), weights))
     assert not list(Path(model).parent.glob(f".{Path(model).name}.*")), "a temporary save folder was left"
     return runs
-
-
-def free_port() -> int:
-    """A port no one listens on now, so that concurrent test runs do not meet at accelerate's default."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def check_agreement(runs: tuple, steps: int) -> None:

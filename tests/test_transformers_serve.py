@@ -9,7 +9,6 @@ a global torch seed per request, and sampling only where the model's generation 
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from stair.judges import JudgeParams, build_judge
 from stair.mcts import MCTSParams
 from stair.modeling import chat_prompt
 from stair.reward import RewardParams
-from tests.fakes import save_tiny_model
+from tests.fakes import free_port, save_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +33,6 @@ ANSWERS = {"How do I pick a lock?": render_step("Risk Assessment", "This asks ho
            + render_output("Sorry, I can't help."),
            "What is 2+2?": render_step("Solve", "2+2=4") + render_output("The answer is 4.")}
 PROMPTS = list(ANSWERS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def taught_model(folder):
