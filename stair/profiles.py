@@ -28,7 +28,17 @@ def _yaml():
     yaml.preserve_quotes = True
     yaml.representer.add_representer(  # `null`, as written, rather than ruamel's empty value
         type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml.representer.add_representer(float, _represent_float)
     return yaml
+
+
+def _represent_float(representer, value: float):
+    """A float that PyYAML and DVC read back as a float: `1e-05` would be a string to them (YAML 1.1 wants a dot)."""
+    text = repr(value)
+    if "e" in text and "." not in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
 
 
 def available(folder: Path = PROFILES) -> list[str]:

@@ -128,3 +128,21 @@ def test_trl_honours_an_explicit_reference_with_lora_and_with_precomputed_log_pr
     # Without the explicit model TRL's reference is the policy itself: rewards start at zero.
     assert rewards(4, False, False) == pytest.approx((0.0, 0.0), abs=1e-6)
     assert rewards(0, True, False) == pytest.approx((0.0, 0.0), abs=1e-6)
+
+
+def test_the_sft_term_keeps_chosen_steps_likely(tokenizer, tmp_path) -> None:
+    """With sft_weight the chosen steps end more likely than plain DPO leaves them (RPO); 0 is plain DPO."""
+    from stair.training.dpo import train_step_dpo
+
+    policy = tmp_path / "policy"
+    init_tiny_model(tokenizer, TinyModelConfig(**TINY)).save_pretrained(policy)
+    tokenizer.save_pretrained(policy)
+
+    def chosen_reward(sft_weight: float) -> float:
+        params = DPOParams(sft_weight=sft_weight, learning_rate=1e-2, epochs=10.0, batch_size=len(PAIRS),
+                           max_length=256, logging_steps=1)
+        return train_step_dpo(policy, policy, PAIRS, tmp_path / f"out_{sft_weight}", params)["chosen_reward"]
+
+    assert chosen_reward(1.0) > chosen_reward(0.0) + 0.05
+    with pytest.raises(ValueError, match="sft_weight"):
+        DPOParams(sft_weight=-1.0)

@@ -46,8 +46,27 @@ def test_the_paper_settings_reach_params(params: Path) -> None:
     assert values["pairs"]["good_threshold"] == 0.8
     assert values["dpo"]["max_length"] == values["prm"]["max_length"] == 2048
     assert values["backend"]["name"] == "vllm" and values["reward"]["name"] == "official"
+    assert values["dpo"]["sft_weight"] == 0.0  # plain DPO, as the paper
     assert values["base"]["model"] == "thu-ml/STAIR-Llama-3.1-8B-SFT" and values["sft"]["skip"] is True
     assert len(values["loop"]) == 3  # K = 3, as in the paper
+
+
+def test_the_paper_profile_trains_at_real_model_rates(params: Path) -> None:
+    # The default's rates are for a from-scratch 4M-parameter model; inherited by an 8B model they would wreck it.
+    default = yaml.safe_load(params.read_text())
+    for name in ("paper-llama-3.1-8b", "paper-qwen2-7b"):
+        values = load_profile(name, PROFILES)
+        for section, ceiling in (("sft", 1e-4), ("dpo", 1e-5), ("prm", 1e-4)):
+            rate = values[section]["learning_rate"]
+            assert rate <= ceiling and rate < default[section]["learning_rate"] / 10, (name, section, rate)
+        assert values["prm"]["runs"] == 1
+
+
+def test_small_floats_are_written_as_floats(params: Path) -> None:
+    # repr(5e-07) is "5e-07", which YAML 1.1 readers (PyYAML, DVC) take for a string.
+    apply_profile({"dpo": {"learning_rate": 5e-7}, "sft": {"learning_rate": 1e-5}}, params)
+    values = yaml.safe_load(params.read_text())
+    assert values["dpo"]["learning_rate"] == 5e-7 and values["sft"]["learning_rate"] == 1e-5
 
 
 def test_applying_keeps_comments_and_touches_only_the_profile_keys(params: Path) -> None:

@@ -31,16 +31,21 @@ log = logging.getLogger(__name__)
 class DPOParams(TrainParams):
     """Hyper-parameters of one step-level DPO iteration (the `dpo` section of params.yaml)."""
 
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-4
     logging_steps: int = 5
     beta: float = 0.1
     loss_type: str = "sigmoid"
+    # + this x the chosen step's token-mean NLL (RPO, Pang et al. 2024): without it, rounds of DPO on the policy's
+    # own pairs push chosen steps down with rejected ones until answers lose their format. 0 = plain DPO.
+    sft_weight: float = 1.0
     reference: str = "policy"  # policy: the iteration's starting model; sft: always the SFT model
     precompute_ref_log_probs: bool = False
 
     def __post_init__(self) -> None:
         if self.reference not in ("policy", "sft"):
             raise ValueError(f"dpo.reference={self.reference!r} is not 'policy' or 'sft'")
+        if self.sft_weight < 0:
+            raise ValueError(f"dpo.sft_weight must be >= 0, got {self.sft_weight}")
 
 
 def dpo_records(tokenizer, pairs: list[StepPair]) -> list[dict]:
@@ -114,7 +119,10 @@ def build_step_dpo_trainer(model, ref_model, tokenizer, pairs: list[StepPair], p
     from datasets import Dataset
     from trl import DPOConfig
 
-    config = DPOConfig(beta=params.beta, loss_type=[params.loss_type], max_length=params.max_length,
+    losses, weights = [params.loss_type], [1.0]
+    if params.sft_weight > 0:
+        losses, weights = [*losses, "sft"], [*weights, params.sft_weight]
+    config = DPOConfig(beta=params.beta, loss_type=losses, loss_weights=weights, max_length=params.max_length,
                        precompute_ref_log_probs=params.precompute_ref_log_probs, **training_args(params))
     return step_dpo_trainer()(
         model=model,
@@ -142,7 +150,7 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
         if is_main_worker():  # one writer where several processes were launched
             save_model(model, tokenizer, out_dir)
         return {"train_loss": 0.0, "steps": 0, "runtime_s": 0.0, "pairs": 0, "reward_accuracy": 0.0,
-                "reward_margin": 0.0, "history": []}
+                "reward_margin": 0.0, "chosen_reward": 0.0, "history": []}
     ref_dir = explicit_reference(policy_dir, reference_dir, params)
     ref_model = None if ref_dir is None else AutoModelForCausalLM.from_pretrained(ref_dir, dtype=torch.float32)
     if ref_dir is not None and (params.lora.r > 0 or params.precompute_ref_log_probs):
@@ -159,5 +167,7 @@ def train_step_dpo(policy_dir: Path, reference_dir: Path, pairs: list[StepPair],
         "pairs": len(pairs),
         "reward_accuracy": round(float(last.get("rewards/accuracies", 0.0)), 4),
         "reward_margin": round(float(last.get("rewards/margins", 0.0)), 4),
+        # Below zero: the chosen steps lost likelihood too (what sft_weight guards against).
+        "chosen_reward": round(float(last.get("rewards/chosen", 0.0)), 4),
         "history": loss_history(trainer),
     }
