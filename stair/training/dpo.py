@@ -31,21 +31,20 @@ log = logging.getLogger(__name__)
 class DPOParams(TrainParams):
     """Hyper-parameters of one step-level DPO iteration (the `dpo` section of params.yaml)."""
 
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-5
     logging_steps: int = 5
     beta: float = 0.1
     loss_type: str = "sigmoid"
-    # + this x the chosen step's token-mean NLL (RPO, Pang et al. 2024): without it, rounds of DPO on the policy's
-    # own pairs push chosen steps down with rejected ones until answers lose their format. 0 = plain DPO.
-    sft_weight: float = 1.0
+    # + this x the chosen step's token-mean NLL (RPO, Pang et al. 2024). At learning rates that move the model,
+    # plain DPO on the policy's own pairs pushes chosen steps down with rejected ones until answers lose their
+    # format; this term keeps them likely. 0 = plain DPO.
+    sft_weight: float = 0.0
     reference: str = "policy"  # policy: the iteration's starting model; sft: always the SFT model
     precompute_ref_log_probs: bool = False
 
     def __post_init__(self) -> None:
         if self.reference not in ("policy", "sft"):
             raise ValueError(f"dpo.reference={self.reference!r} is not 'policy' or 'sft'")
-        if self.sft_weight < 0:
-            raise ValueError(f"dpo.sft_weight must be >= 0, got {self.sft_weight}")
 
 
 def dpo_records(tokenizer, pairs: list[StepPair]) -> list[dict]:
