@@ -84,6 +84,8 @@ def from_mapping(cls: type[T], mapping: dict[str, Any] | None, where: str) -> T:
             values[name] = from_mapping(hint, value, f"{where}.{name}")
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             values[name] = tuple(value)
+        elif hint is float and isinstance(value, str) and _is_number(value):
+            values[name] = float(value)  # YAML 1.1 (PyYAML, DVC's -S) reads 1e-4, without a dot, as a string
         else:
             values[name] = value
         _check_type(values[name], hint, f"{where}.{name}")
@@ -92,6 +94,14 @@ def from_mapping(cls: type[T], mapping: dict[str, Any] | None, where: str) -> T:
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise ParamsError(f"{where}: {err}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_range(name: str, value: Any, where: str) -> None:

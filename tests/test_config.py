@@ -134,6 +134,18 @@ def test_tuple_element_types_are_checked() -> None:
         from_mapping(Outer, {"layers": [1, "two"]}, WHERE)
 
 
+def test_a_float_written_without_a_dot_is_read_as_a_float() -> None:
+    from stair.training.dpo import DPOParams
+
+    text = yaml.safe_load("learning_rate: 1e-4")["learning_rate"]  # what PyYAML and `dvc exp run -S` give
+    assert text == "1e-4"
+    assert from_mapping(DPOParams, {"learning_rate": text}, "params.yaml: dpo").learning_rate == 1e-4
+    with pytest.raises(ParamsError, match="dpo.learning_rate='fast' should be of type float"):
+        from_mapping(DPOParams, {"learning_rate": "fast"}, "params.yaml: dpo")
+    with pytest.raises(ParamsError, match="dpo.epochs=-1.0 must be"):
+        from_mapping(DPOParams, {"epochs": "-1"}, "params.yaml: dpo")
+
+
 def _stage_params_classes() -> dict[str, type]:
     """Every params dataclass a stage loads, by section (found in the stages' `load_section` calls)."""
     import importlib
