@@ -2,10 +2,12 @@
 
     python benchmarks/seeds.py --seeds 0 1 2 --out ../stair-seeds   # one fresh clone of HEAD per seed
     python benchmarks/seeds.py --summarize ../stair-seeds            # only the table, from runs already kept
+    python benchmarks/seeds.py --seeds 1 2 --set dpo.learning_rate=0.0001 --out ../stair-lr  # an experiment
 
 Each seed runs in its own fresh clone of the committed HEAD (nothing cached, nothing beside it), so
 the numbers are what a newcomer gets; the clone's `metrics/` folder and wall time are kept under
-`--out/seed_<K>/`. The table goes to stdout and to `--out/summary.md` and `summary.json`.
+`--out/seed_<K>/`. The table goes to stdout and to `--out/summary.md` and `summary.json`. `--set KEY=VALUE`
+(repeatable) is passed to every run as `-S KEY=VALUE`: an experiment over the same seeds as the default.
 """
 
 import argparse
@@ -88,19 +90,20 @@ def headline(metrics_dir: Path) -> dict[str, float]:
     return {k: float(v) for k, v in rows.items() if v is not None}
 
 
-def run_seed(repo: Path, seed: int, out: Path) -> None:
-    """`dvc exp run -S seed=K` in a fresh clone of HEAD; keep its metrics and wall time under `out`."""
+def run_seed(repo: Path, seed: int, out: Path, settings: tuple[str, ...] = ()) -> None:
+    """`dvc exp run -S seed=K` (and -S each of `settings`) in a fresh clone of HEAD; keep its metrics and wall
+    time under `out`."""
     with tempfile.TemporaryDirectory(prefix=f"stair-seed{seed}-") as tmp:
         clone = Path(tmp) / "stair"
         subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
         # The stages run `python -m stages.…`: put this interpreter's environment (the venv) first on PATH.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        print(f"seed {seed}: dvc exp run -S seed={seed} in {clone}", flush=True)
+        command = ["dvc", "exp", "run", "-S", f"seed={seed}", *(a for s in settings for a in ("-S", s))]
+        print(f"seed {seed}: {' '.join(command)} in {clone}", flush=True)
         start = time.perf_counter()
         with open(out.with_suffix(".log"), "w") as log:
-            subprocess.run(["dvc", "exp", "run", "-S", f"seed={seed}"], cwd=clone, env=env, check=True,
-                           stdout=log, stderr=subprocess.STDOUT)
+            subprocess.run(command, cwd=clone, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - start
         if out.exists():
             shutil.rmtree(out)
@@ -132,6 +135,8 @@ def main() -> None:
     # Not inside the project: reports/ is the report stage's output.
     parser.add_argument("--out", type=Path, help="folder that keeps each seed's metrics (seed_<K>/) and the table")
     parser.add_argument("--summarize", type=Path, help="only summarize the seed_* folders of this directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a param for every run, as dvc exp run -S KEY=VALUE (repeatable)")
     args = parser.parse_args()
     folder = args.summarize or args.out
     if folder is None:
@@ -140,7 +145,7 @@ def main() -> None:
         repo = Path(subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip())
         folder.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
-            run_seed(repo, seed, folder / f"seed_{seed}")
+            run_seed(repo, seed, folder / f"seed_{seed}", tuple(args.set))
     runs = {}
     for run in sorted(folder.glob("seed_*/"), key=lambda p: int(p.name.split("_")[1])):
         runs[run.name] = headline(run)
