@@ -231,7 +231,8 @@ class SIMCTS:
         return (self.params.root_children or self.params.children) if node_id == 0 else self.params.children
 
     def _expand(self, trees: list[Tree]) -> dict[int, int]:
-        """Select a leaf in every tree; expand the visited ones in one call. Returns tree index -> node to evaluate."""
+        """Select a leaf in every tree; expand the visited ones, one call per number of next steps asked for (the
+        root may ask for more). Returns tree index -> node to evaluate."""
         selected = {i: tree.select(0, self.params) for i, tree in enumerate(trees)}
         to_expand = [i for i, node in selected.items() if trees[i].expandable(node, self.params)]
         groups: dict[int, list[int]] = {}  # samples per request -> trees; one call each
