@@ -42,9 +42,6 @@ class MCTSParams:
 
     iterations: int = 12  # official: 200
     children: int = 4  # m: next steps sampled per expansion
-    # Next steps sampled at the root, where the policy decides whether to help: a rare first step (a refusal
-    # the policy seldom samples) needs more draws to appear in the tree at all. 0 = `children`.
-    root_children: int = 0
     c: float = 1.5
     score: str = "ucb"  # ucb | pucb
     max_depth: int = 6  # official: 7
@@ -226,27 +223,18 @@ class SIMCTS:
         self.stats.generated_tokens += sum(c.n_tokens for samples in out for c in samples)
         return out
 
-    def children_of(self, node_id: int) -> int:
-        """Next steps sampled when expanding `node_id` (the root may get more, `root_children`)."""
-        return (self.params.root_children or self.params.children) if node_id == 0 else self.params.children
-
     def _expand(self, trees: list[Tree]) -> dict[int, int]:
-        """Select a leaf in every tree; expand the visited ones, one call per number of next steps asked for (the
-        root may ask for more). Returns tree index -> node to evaluate."""
+        """Select a leaf in every tree; expand the visited ones in one call. Returns tree index -> node to evaluate."""
         selected = {i: tree.select(0, self.params) for i, tree in enumerate(trees)}
         to_expand = [i for i, node in selected.items() if trees[i].expandable(node, self.params)]
-        groups: dict[int, list[int]] = {}  # samples per request -> trees; one call each
-        for i in to_expand:
-            groups.setdefault(self.children_of(selected[i]), []).append(i)
-        for n, group in groups.items():
-            outputs = self._generate(
-                [trees[i].prompt_text + trees[i].path_text(selected[i]) for i in group],
-                n, self.expand_sampling, "step", [f"{trees[i].tree_id}/expand/{selected[i]}" for i in group],
-            )
-            for i, samples in zip(group, outputs):
-                trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples],
-                                      self.params.cut_steps)
-        for i in to_expand:
+        outputs = self._generate(
+            [trees[i].prompt_text + trees[i].path_text(selected[i]) for i in to_expand],
+            self.params.children, self.expand_sampling, "step",
+            [f"{trees[i].tree_id}/expand/{selected[i]}" for i in to_expand],
+        )
+        for i, samples in zip(to_expand, outputs):
+            trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples],
+                                  self.params.cut_steps)
             selected[i] = trees[i].select(selected[i], self.params)
         return selected
 

@@ -109,16 +109,6 @@ def test_at_most_one_generate_call_per_kind_per_tick_whatever_the_number_of_tree
     assert max(p for mode, p, _ in backend.calls if mode == "step") > 2  # many trees share a call
 
 
-def test_the_root_samples_root_children_and_deeper_nodes_children() -> None:
-    _, backend, search = _search(6, root_children=8)
-    steps = [n for mode, _, n in backend.calls if mode == "step"]
-    assert steps[0] == 8 and set(steps) == {8, 4}  # the first expansion of every tree is its root
-    assert search.children_of(0) == 8 and search.children_of(5) == 4
-    # Unset (0) or equal to children: one call per tick, and the very same trees.
-    default = [r for t in _search(4)[0] for r in t.rows(1)]
-    assert [r for t in _search(4, root_children=4)[0] for r in t.rows(1)] == default
-
-
 def test_concurrent_trees_bounds_the_batch() -> None:
     _, backend, search = _search(10, concurrent_trees=3)
     assert search.stats.trees == 10
