@@ -71,7 +71,10 @@ def main() -> None:
         section[key] = yaml.safe_load(value)
     section.pop("pairs", None)  # where the stage reads pairs from; here always data/pairs/<round>
     params = from_mapping(DPOParams, section, "params.yaml: dpo with --set")
+    if args.round not in raw["loop"]:
+        raise SystemExit(f"--round {args.round}: params.yaml loop has rounds {', '.join(raw['loop'])}")
     policy = Path(raw["loop"][args.round]["policy"])
+    reference = policy if params.reference == "policy" else Path("models/sft")  # as the dpo stage picks it
     pairs_dir = Path(f"data/pairs/{args.round}")
     if not (pairs_dir / "data.parquet").exists() or not policy.exists():
         raise SystemExit(f"{pairs_dir} or {policy} not found: run `dvc repro pairs@{args.round}` first")
@@ -89,7 +92,7 @@ def main() -> None:
     for subset in subsets:
         chosen = select(pairs, groups, subset)
         model = args.out / subset.replace(":", "-")
-        train_step_dpo(policy, policy, chosen, model, params)
+        train_step_dpo(policy, reference, chosen, model, params)
         rows[f"{subset} ({len(chosen)})"] = held_out_metrics(model, held_out, Path("models/sft"), raw)
         print(json.dumps({"subset": subset, "pairs": len(chosen), **{
             label: rows[list(rows)[-1]].get(suite, {}).get(metric) for suite, metric, label in COLUMNS}}), flush=True)
