@@ -48,12 +48,11 @@ def select(pairs: list[StepPair], groups: dict[str, str], subset: str) -> list[S
     return [p for p in pairs if (groups[p.prompt_id] == group) == (how == "only")]
 
 
-def held_out_metrics(model: Path, prompts: list[SeedPrompt], sft: Path, raw: dict) -> dict:
-    backend_params = from_mapping(BackendParams, raw["backend"], "params.yaml: backend")
+def held_out_metrics(model: Path, prompts: list[SeedPrompt], backend_params: BackendParams,
+                     judge_params: JudgeParams, reward: RewardParams) -> dict:
+    """The held-out check's summary for `model`; a model judge named 'self' is models/sft, as in the stage."""
     backend = make_backend(model, backend_params)
-    judge = build_judge(from_mapping(JudgeParams, raw["judges"], "params.yaml: judges"),
-                        from_mapping(RewardParams, raw["reward"], "params.yaml: reward"), backend_params,
-                        self_model=sft, policy=(model, backend))
+    judge = build_judge(judge_params, reward, backend_params, self_model=Path("models/sft"), policy=(model, backend))
     return summarize(evaluate_greedy(backend, backend.tokenizer, prompts, judge, model.name))
 
 
@@ -84,18 +83,21 @@ def main() -> None:
     present = sorted({groups[p.prompt_id] for p in pairs})
     subsets = args.subsets or ["all", *(f"without:{g}" for g in present)]
     held_out = [p for p in prompts if p.split == "heldout"]
+    check = (held_out, from_mapping(BackendParams, raw["backend"], "params.yaml: backend"),
+             from_mapping(JudgeParams, raw["judges"], "params.yaml: judges"),
+             from_mapping(RewardParams, raw["reward"], "params.yaml: reward"))
 
     print(f"round {args.round}: {len(pairs)} pairs from {policy} "
           f"({', '.join(f'{g} {sum(groups[p.prompt_id] == g for p in pairs)}' for g in present)}); "
           f"dpo lr {params.learning_rate}, sft_weight {params.sft_weight}, {params.epochs} epochs", flush=True)
-    rows = {"policy": held_out_metrics(policy, held_out, Path("models/sft"), raw)}
+    rows = {"policy": held_out_metrics(policy, *check)}
     for subset in subsets:
         chosen = select(pairs, groups, subset)
         model = args.out / subset.replace(":", "-")
         train_step_dpo(policy, reference, chosen, model, params)
-        rows[f"{subset} ({len(chosen)})"] = held_out_metrics(model, held_out, Path("models/sft"), raw)
+        summary = rows[f"{subset} ({len(chosen)})"] = held_out_metrics(model, *check)
         print(json.dumps({"subset": subset, "pairs": len(chosen), **{
-            label: rows[list(rows)[-1]].get(suite, {}).get(metric) for suite, metric, label in COLUMNS}}), flush=True)
+            label: summary.get(suite, {}).get(metric) for suite, metric, label in COLUMNS}}), flush=True)
 
     print("\n| trained on | " + " | ".join(label for _, _, label in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
