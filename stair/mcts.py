@@ -17,6 +17,10 @@ one call, then backup. A finished tree is handed to `on_done` (for checkpointing
 next waiting prompt, so at most `concurrent_trees` trees are in memory. After every tick `on_tick` sees
 the active and waiting trees: `Tree.state` and `Tree.restore` carry a partial tree (its nodes and random
 stream) across a kill, so a search resumed from the same trees in the same order repeats the same ticks.
+A backend's prompt cache (`forget_prefixes`) lives for the whole run, so the expansion of a node runs from
+the KV its rollout left, ticks before. A resumed search starts with an empty cache and computes those
+prompts afresh; on one machine that changes a sample only where the recomputed KV rounds differently in the
+last bits and the difference flips a sampled token (no test or run here has shown one).
 """
 
 import dataclasses
@@ -271,10 +275,6 @@ class SIMCTS:
 
     def tick(self, trees: list[Tree]) -> list[Tree]:
         """One lock-step round over the active trees; returns the trees that finished."""
-        # Cached prompt prefixes live for one tick: a search resumed at a tick starts with none, as here.
-        forget_prefixes = getattr(self.backend, "forget_prefixes", None)
-        if forget_prefixes is not None:
-            forget_prefixes()
         searching = [t for t in trees if t.iterations_done < self.params.iterations]
         finishing = [t for t in trees if t.iterations_done >= self.params.iterations]
         selected = self._expand(searching)
@@ -300,6 +300,11 @@ class SIMCTS:
         `on_tick(active, waiting)` is called after every tick, once finished trees are handed over.
         """
         start = time.perf_counter()
+        # Prompts cached by the backend stay for the whole run: a node's expansion and its children's rollouts
+        # start from the KV of the rollout or expansion that ran its path before, in whatever tick.
+        forget_prefixes = getattr(self.backend, "forget_prefixes", None)
+        if forget_prefixes is not None:
+            forget_prefixes()
         waiting = list(trees)[::-1]
         active = list(active)
         while waiting or active:

@@ -213,6 +213,36 @@ def test_a_killed_search_resumes_to_byte_identical_nodes(tiny, tmp_path) -> None
             assert resumed_ticks[0] == kill_at + 1
 
 
+def test_an_expansion_in_a_later_tick_runs_from_the_cached_rollout_of_its_node(tiny) -> None:
+    from stair.generation import TransformersBackend
+
+    backend = TransformersBackend.from_path(tiny, batch_size=8, seed=3)
+    expansions: list[tuple[int, int]] = []  # (prompt tokens, tokens found cached), per expansion after the first tick
+    generate, longest = backend.generate, backend.prefixes.longest
+    ticks, mode_now = [0], [None]
+
+    def recording_generate(prompts, n, sampling, mode, **kwargs):
+        mode_now[0] = mode
+        return generate(prompts, n, sampling, mode, **kwargs)
+
+    def recording_longest(ids):
+        found = longest(ids)
+        if mode_now[0] == "step" and ticks[0] > 0:
+            expansions.append((len(ids), 0 if found is None else found[0][0].shape[1]))
+        return found
+
+    backend.generate, backend.prefixes.longest = recording_generate, recording_longest
+    params = MCTSParams(iterations=5, children=2, max_depth=3, max_step_tokens=6, max_response_tokens=12, seed=3)
+    prompts = _prompts(3)
+    texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
+    search = SIMCTS(backend, make_judge(JudgeParams(), REWARD), params)
+    search.run(make_trees(prompts, texts, backend.count_tokens(texts), 1, params.seed),
+               on_tick=lambda active, waiting: ticks.__setitem__(0, ticks[0] + 1))
+    # A node is expanded once visited, and its visit rolled out from prompt + path: that pass's KV is still
+    # cached, so only the last token runs again.
+    assert expansions and all(found == length - 1 for length, found in expansions)
+
+
 def test_partial_trees_round_trip_through_json() -> None:
     trees, _, _ = _search(2, iterations=3)
     tree = trees[0]
