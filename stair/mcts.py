@@ -19,8 +19,9 @@ the active and waiting trees: `Tree.state` and `Tree.restore` carry a partial tr
 stream) across a kill, so a search resumed from the same trees in the same order repeats the same ticks.
 A backend's prompt cache (`forget_prefixes`) lives for the whole run, so the expansion of a node runs from
 the KV its rollout left, ticks before. A resumed search starts with an empty cache and computes those
-prompts afresh; on one machine that changes a sample only where the recomputed KV rounds differently in the
-last bits and the difference flips a sampled token (no test or run here has shown one).
+prompts afresh, and the recomputed KV can round differently in the last bits; where that flips a sampled
+token, the resumed trees differ from the uninterrupted ones from there on (it happens: the cache's lifetime
+going from one tick to the whole run changed a few of the default's iteration-2 nodes).
 """
 
 import dataclasses
