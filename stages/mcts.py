@@ -7,9 +7,10 @@ r"""mcts stage: SI-MCTS trees for one self-improvement iteration (STAIR stage 2)
 Builds one tree per seed prompt of split iter_<it> with the policy model; writes the nodes (TreeNode
 rows), the trees' metrics and the search's wall-clock speed (timings). The search is
 checkpointed under checkpoints/ (finished trees at once, partial ones every 30 s), so a killed run
-resumes where it stopped and writes the same nodes as an uninterrupted one (see stair.mcts on the prompt cache). With mcts.workers > 1 the
-prompts are sharded over Ray actors (mcts.gpus_per_worker GPUs each), on a private local Ray instance or
-the cluster at mcts.ray_address; each actor checkpoints its shard the same way.
+resumes where it stopped and writes the same nodes as an uninterrupted one (up to the prompt cache's
+rounding, see stair.mcts). With mcts.workers > 1 the prompts are sharded over Ray actors
+(mcts.gpus_per_worker GPUs each), on a private local Ray instance or the cluster at mcts.ray_address; each
+actor checkpoints its shard the same way.
 """
 
 import time

@@ -43,8 +43,8 @@ def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, pa
     trees, waiting order, the backend's sampling state, counters) after the first tick and then every
     `checkpoint_every_s` seconds; a run resumed from it repeats the interrupted run's remaining ticks, so it
     writes the same trees (a judge model of its own keeps no sampling state to save; the prompt cache is
-    computed afresh, see `stair.mcts`). Without a saved state it starts over. `on_tree` sees every finished tree (restored ones first); `on_tick` the
-    number of each tick done (a test's kill switch).
+    computed afresh, see `stair.mcts`). Without a saved state it starts over. `on_tree` sees every finished
+    tree (restored ones first); `on_tick` the number of each tick done (a test's kill switch).
     """
     backend = make_backend(policy, backend_params, seed=params.seed + seed_offset)
     # 'self' is the policy searched here (the paper's self-rewarding); any other judge model is loaded once.
