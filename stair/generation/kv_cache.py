@@ -11,7 +11,7 @@ class PrefixCache:
     them (at most all but its last token, whose logits the prompt's pass must give)."""
 
     def __init__(self, max_bytes: int):
-        self.max_bytes, self.bytes = max_bytes, 0
+        self.max_bytes, self.bytes, self.tokens = max_bytes, 0, 0  # tokens: of all entries, to tidy `by_prefix`
         self.entries: OrderedDict[tuple[int, ...], list] = OrderedDict()
         self.by_prefix: dict[tuple[int, int], tuple[int, ...]] = {}  # (length, hash of the first tokens) -> entry
         self.shape: list | None = None  # a stored entry's K/V per layer, for blank rows of the right shape
@@ -39,13 +39,14 @@ class PrefixCache:
         if key in self.entries or not self.max_bytes:
             return
         size = sum(k.numel() * k.element_size() * 2 for k, _ in kv)
-        self.entries[key], self.bytes, self.shape = kv, self.bytes + size, kv
+        self.entries[key], self.bytes, self.tokens, self.shape = kv, self.bytes + size, self.tokens + len(key), kv
         for length, value in enumerate(self._hashes(ids), start=1):
             self.by_prefix[(length, value)] = key
         while self.bytes > self.max_bytes and self.entries:
-            _, dropped = self.entries.popitem(last=False)
+            dropped_key, dropped = self.entries.popitem(last=False)
             self.bytes -= sum(k.numel() * k.element_size() * 2 for k, _ in dropped)
-        if len(self.by_prefix) > 4 * sum(len(e) for e in self.entries) + 1024:  # forget dropped entries' hashes
+            self.tokens -= len(dropped_key)
+        if len(self.by_prefix) > 4 * self.tokens + 1024:  # forget dropped entries' hashes
             self.by_prefix = {k: e for k, e in self.by_prefix.items() if e in self.entries}
 
     def blank(self, layer: int, part: int, length: int):
@@ -56,7 +57,7 @@ class PrefixCache:
     def clear(self) -> None:
         self.entries.clear()
         self.by_prefix.clear()
-        self.bytes = 0
+        self.bytes = self.tokens = 0
 
 
 @functools.cache
