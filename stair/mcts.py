@@ -301,8 +301,7 @@ class SIMCTS:
         `on_tick(active, waiting)` is called after every tick, once finished trees are handed over.
         """
         start = time.perf_counter()
-        # Prompts cached by the backend stay for the whole run: a node's expansion and its children's rollouts
-        # start from the KV of the rollout or expansion that ran its path before, in whatever tick.
+        # One prompt cache for the whole run, emptied here (the module docstring says why, and what resuming costs).
         forget_prefixes = getattr(self.backend, "forget_prefixes", None)
         if forget_prefixes is not None:
             forget_prefixes()
