@@ -5,13 +5,22 @@ r"""pairs stage: step-level preference pairs from one iteration's trees.
         --out data/pairs/1 --metrics metrics/pairs/1.json
 
 Runs the official STAIR selection as SQL over the iteration's nodes; writes the pairs (StepPair rows) and
-their counts by kind, depth and terminal, plus `best_leaves`: how many good leaves the official best-leaf
+their counts by kind, depth and terminal, the decision pairs each way (step mode: a refusal preferred over
+compliance, or the reverse, and how many of the first `pairs.max_refusal_ratio` dropped), plus `best_leaves`: how many good leaves the official best-leaf
 SFT selection would pick (a measure of the trees; nothing here trains on them, so they are not written).
 """
 
 from schemas import SeedPrompt, StepPair, TreeNode
 from stages.common import load_section, log, stage_args, stage_main
-from stair.pairs import PairParams, best_leaf_sft, extract_pairs, nodes_connection, pair_counts
+from stair.pairs import (
+    PairParams,
+    best_leaf_sft,
+    decision_counts,
+    extract_pairs,
+    nodes_connection,
+    pair_counts,
+    step_pair_table,
+)
 from stair.reward import RewardParams
 from stair.store import read_artifact, write_artifact, write_json
 
@@ -29,6 +38,9 @@ def main() -> None:
     write_artifact(args.out, pairs, StepPair, stage=f"pairs@{args.it}", params={"pairs": raw, "reward": raw_reward},
                    inputs=[args.nodes, args.prompts])
     counts = {**pair_counts(pairs), "best_leaves": len(best_leaf_sft(con, params, reward))}
+    if params.mode == "step":
+        counts["decisions"] = decision_counts(step_pair_table(con, params, reward).to_pylist(),
+                                              params.max_refusal_ratio)
     write_json(args.metrics, counts)
     log.info("iteration %d: %s", args.it, counts)
 

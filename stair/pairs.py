@@ -6,6 +6,12 @@ the stored token counts), give the ordered pair (i, j) when value_i - value_j > 
 value_i >= good_threshold. Thresholds are absolute (the paper) or relative to each prompt kind's
 value range. Also: the official terminal-only pairs (good/bad final answers, replicated up to a
 good:bad ratio) and best-leaf SFT selection.
+
+A step pair is a *decision* pair when one side ends in a refusal and the other does not (its answer if
+terminal, else its node's kept rollout, read by the refusal judge's detector). Jailbreak trees hold many
+compliant branches and benign trees few refusing ones, so a round's refuse-over-comply pairs can outnumber
+the comply-over-refuse ones many times, and DPO then learns "refuse" broadly (docs/results.md).
+`max_refusal_ratio` caps them at that many times the comply-over-refuse pairs, keeping the widest margins.
 """
 
 import random
@@ -17,6 +23,8 @@ import duckdb
 import pyarrow as pa
 
 from schemas import SeedPrompt, SFTExample, StepPair, TreeNode
+from stair.format import parse_response
+from stair.judges.rules import is_refusal
 from stair.reward import RewardParams, reward_range
 from stair.store import arrow_schema
 
@@ -37,11 +45,17 @@ class PairParams:
     max_tokens: int = 2048
     max_good_bad_ratio: int = 4
     max_sft_per_prompt: int = 8
+    # Step mode: at most this many refuse-over-comply decision pairs per comply-over-refuse one (0: no cap).
+    max_refusal_ratio: float = 0.0
     seed: int = 0  # the top-level seed fills it in the pipeline (official: 42)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"pairs.mode={self.mode!r} is not one of {MODES}")
+        if self.max_refusal_ratio < 0:
+            raise ValueError(f"pairs.max_refusal_ratio={self.max_refusal_ratio} must be >= 0 (0: no cap)")
+        if self.max_refusal_ratio and self.mode != "step":
+            raise ValueError("pairs.max_refusal_ratio applies to mode step (sibling steps) only")
         if self.thresholds not in ("absolute", "relative"):
             raise ValueError(f"pairs.thresholds={self.thresholds!r} is not 'absolute' or 'relative'")
 
@@ -102,7 +116,9 @@ _STEP_PAIRS = PATHS_SQL + """
 select a.prompt_id, p.text as prompt, pp.steps as prefix, a.step as chosen, b.step as rejected,
        a.value as chosen_value, b.value as rejected_value, a.visits as chosen_visits,
        b.visits as rejected_visits, a.terminal as chosen_terminal, b.terminal as rejected_terminal,
-       a.depth, a.iteration, a.kind
+       a.depth, a.iteration, a.kind,
+       case when a.terminal then a.step else a.rollout end as chosen_outcome,
+       case when b.terminal then b.step else b.rollout end as rejected_outcome
 from candidates a
 join candidates b on a.tree_id = b.tree_id and a.parent_id = b.parent_id and a.node_id <> b.node_id
 join limits l on l.kind = a.kind
@@ -120,14 +136,60 @@ def _limits(params: PairParams, reward: RewardParams) -> dict:
 
 
 def step_pair_table(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> pa.Table:
-    """Sibling step pairs (the official default) as an Arrow table: one SQL query, no Python per row."""
+    """Sibling step pairs (the official default) as an Arrow table: one SQL query, no Python per row. Besides
+    StepPair's columns, `chosen_outcome` and `rejected_outcome`: each side's answer or kept rollout."""
     args = {**_limits(params, reward), "max_tokens": params.max_tokens, "min_visits": params.min_visits}
     return con.sql(_STEP_PAIRS, params=args).to_arrow_table()
 
 
+def refuses(outcome: str | None) -> bool | None:
+    """Whether a node's outcome (its answer if terminal, else its kept rollout) is a refusal; None if it has none."""
+    if outcome is None:
+        return None
+    return is_refusal(parse_response(outcome).answer or "")
+
+
+def decision(row: dict) -> str | None:
+    """"refuse" for a pair preferring a refusal over compliance, "comply" for the reverse, else None."""
+    chosen, rejected = refuses(row["chosen_outcome"]), refuses(row["rejected_outcome"])
+    if chosen is None or rejected is None or chosen == rejected:
+        return None
+    return "refuse" if chosen else "comply"
+
+
+def _refusal_cap(decisions: list[str | None], max_ratio: float) -> int | None:
+    """How many refuse-over-comply pairs to keep, or None for all."""
+    cap = int(max_ratio * decisions.count("comply"))
+    return cap if max_ratio and decisions.count("refuse") > cap else None
+
+
+def balance_decisions(rows: list[dict], max_ratio: float) -> list[dict]:
+    """`rows` without the refuse-over-comply pairs beyond `max_ratio` times the comply-over-refuse ones, the
+    widest value margins kept (0: all kept)."""
+    decisions = [decision(row) for row in rows]
+    cap = _refusal_cap(decisions, max_ratio)
+    if cap is None:
+        return rows
+    refusing = [i for i, d in enumerate(decisions) if d == "refuse"]
+    by_margin = sorted(refusing, key=lambda i: rows[i]["rejected_value"] - rows[i]["chosen_value"])  # stable
+    dropped = set(by_margin[cap:])
+    return [row for i, row in enumerate(rows) if i not in dropped]
+
+
+def decision_counts(rows: list[dict], max_ratio: float) -> dict:
+    """Decision pairs among step pair rows, each way, and how many refuse-over-comply ones the cap drops."""
+    decisions = [decision(row) for row in rows]
+    cap = _refusal_cap(decisions, max_ratio)
+    refusing = decisions.count("refuse")
+    return {"refuse_over_comply": refusing, "comply_over_refuse": decisions.count("comply"),
+            "refuse_over_comply_dropped": 0 if cap is None else refusing - cap}
+
+
 def step_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> list[StepPair]:
-    """Sibling step pairs as validated rows."""
-    return [StepPair(**r) for r in step_pair_table(con, params, reward).to_pylist()]
+    """Sibling step pairs as validated rows (refuse-over-comply ones capped by `max_refusal_ratio`)."""
+    rows = balance_decisions(step_pair_table(con, params, reward).to_pylist(), params.max_refusal_ratio)
+    fields = StepPair.model_fields
+    return [StepPair(**{k: v for k, v in r.items() if k in fields}) for r in rows]
 
 
 _TERMINALS = PATHS_SQL + """

@@ -8,9 +8,11 @@ from schemas import SeedPrompt, StepPair, TreeNode
 from stair.pairs import (
     PairParams,
     best_leaf_sft,
+    decision_counts,
     extract_pairs,
     nodes_connection,
     pair_counts,
+    step_pair_table,
     step_pairs_reference,
     thresholds,
     visits_share,
@@ -152,6 +154,49 @@ def test_counts() -> None:
 def test_bad_mode_is_named() -> None:
     with pytest.raises(ValueError, match="pairs.mode"):
         PairParams(mode="pairs")
+    with pytest.raises(ValueError, match="max_refusal_ratio"):
+        PairParams(max_refusal_ratio=-1)
+    with pytest.raises(ValueError, match="mode step"):
+        PairParams(mode="terminal", max_refusal_ratio=1.0)
+
+
+REFUSAL = "<|Output|>Final Answer:\nSorry, I can't help with that.<|/Output|>"
+ANSWER = "<|Output|>Final Answer:\nHere is how.<|/Output|>"
+
+
+def outcome(n: TreeNode, text: str) -> TreeNode:
+    """`n` ending in `text`: its own step if terminal, else its kept rollout."""
+    return n.model_copy(update={"step": text} if n.terminal else {"rollout": text})
+
+
+def test_refusal_ratio_caps_refuse_over_comply_pairs_keeping_the_widest_margins() -> None:
+    helpful = dict(tree="u", prompt="q", kind="helpfulness")
+    nodes = [root(),
+             # tree t (safety): a refusal (terminal) over three compliant rollouts, margins 4, 2.5 and 1
+             outcome(node(1, 0, 3.0, terminal=True), REFUSAL), outcome(node(2, 0, -1.0), ANSWER),
+             outcome(node(3, 0, 0.5), ANSWER), outcome(node(4, 0, 2.0), ANSWER),
+             # tree u (helpfulness): two compliant rollouts over a refusing one (too low to be chosen itself)
+             node(0, None, 1.0, **helpful), outcome(node(1, 0, 3.0, **helpful), ANSWER),
+             outcome(node(2, 0, 0.6, **helpful), REFUSAL), outcome(node(3, 0, 2.0, **helpful), ANSWER),
+             outcome(node(4, 0, 0.0, **helpful), ANSWER)]
+    con = nodes_connection(nodes, PROMPTS)
+    rows = step_pair_table(con, PairParams(), REWARD).to_pylist()
+    # t: the refusal over s2, s3, s4; s4 over s2 and s3 (both comply). u: s1 and s3 over s2 (comply over
+    # refuse); s1 over s3 and s4, s3 over s4 (all comply).
+    assert decision_counts(rows, 0.0) == {"refuse_over_comply": 3, "comply_over_refuse": 2,
+                                          "refuse_over_comply_dropped": 0}
+    assert decision_counts(rows, 1.0)["refuse_over_comply_dropped"] == 1
+    everything = {(p.prompt_id, p.chosen, p.rejected) for p in extract_pairs(con, PairParams(), REWARD)}
+    assert len(everything) == 10
+
+    def kept(ratio: float) -> set:
+        return {(p.prompt_id, p.chosen, p.rejected)
+                for p in extract_pairs(con, PairParams(max_refusal_ratio=ratio), REWARD)}
+
+    assert everything - kept(1.0) == {("p", REFUSAL, "s4")}  # the narrowest margin, 3 - 2, goes
+    assert [p.rejected_value for p in extract_pairs(con, PairParams(max_refusal_ratio=0.5), REWARD)
+            if p.chosen == REFUSAL] == [-1.0]  # one kept: the widest margin
+    assert kept(1.5) == everything
 
 
 class SeparatedBackend:
