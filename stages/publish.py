@@ -14,7 +14,7 @@ from pathlib import Path
 from stages.common import load_section, log, loop_items, stage_main
 from stair.errors import HubError
 from stair.hub.cards import build_dataset_folder, build_model_folder, dvc_lock_md5s, git_commit
-from stair.hub.publish import PublishParams, expand_configs, repo_id_for
+from stair.hub.publish import REPORT_FILE, PublishParams, check_targets, expand_configs, repo_id_for
 from stair.hub.push import hub_user, push_folder
 from stair.hub.refs import resolve_token
 from stair.store import write_json
@@ -33,10 +33,12 @@ def main() -> None:
     lineage = {"git_commit": git_commit(), "lock_md5": lock_md5}
     out = Path(params.out)
     dataset = params.repo_id or repo_id_for(params, user, params.dataset_name)
+    model_repos = {name: repo_id_for(params, user, name) for name in models}
+    check_targets(out, [out / repo.split("/")[-1] for repo in (dataset, *model_repos.values())])
     folder = build_dataset_folder(configs, out / dataset.split("/")[-1], dataset, params.license, **lineage)
     folders = {dataset: ("dataset", folder)}
     for name, path in models.items():
-        repo = repo_id_for(params, user, name)
+        repo = model_repos[name]
         folders[repo] = ("model", build_model_folder(path, out / repo.split("/")[-1], repo, params.license,
                                                      datasets=[dataset], **lineage))
     report = {}
@@ -47,7 +49,7 @@ def main() -> None:
             status = f"committed {commit}" if commit else "unchanged"
         report[repo] = {"type": repo_type, "folder": str(folder), "revision": params.revision, "status": status}
         log.info("%s %s: %s (%s)", repo_type, repo, status, folder)
-    write_json(out / "publish.json", report)
+    write_json(out / REPORT_FILE, report)
 
 
 if __name__ == "__main__":

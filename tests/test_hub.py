@@ -570,6 +570,29 @@ def test_publish_stage_dry_run_then_push(artifacts, tmp_path, hf_env, hub, monke
     assert report["someone/stair-data"]["status"] == "unchanged" and len(hub.commits) == 1
 
 
+@pytest.mark.parametrize("section, message", [
+    ({"out": "."}, "folder inside the project"), ({"out": "../elsewhere"}, "folder inside the project"),
+    ({"repo_id": "org/.."}, "not a Hub repo id"), ({"repo_id": "data"}, "not a Hub repo id"),
+    ({"repo_template": "{user}/{foo}"}, "repo_template"), ({"configs": {"sft": 5}}, "configs"),
+])
+def test_publish_params_that_could_write_outside_their_folder_are_refused(section, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        PublishParams(**section)
+
+
+def test_publish_never_replaces_a_folder_it_did_not_write(artifacts, tmp_path, hf_env, monkeypatch, capsys) -> None:
+    mine = tmp_path / "hub" / "stair-data" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    with pytest.raises(SystemExit):
+        run_publish_stage(tmp_path, monkeypatch)
+    assert "hub/stair-data exists and was not written by publish" in capsys.readouterr().err
+    assert mine.read_text() == "mine"
+    mine.unlink()  # an empty folder may be written, and what publish wrote may be written again
+    run_publish_stage(tmp_path, monkeypatch)
+    assert run_publish_stage(tmp_path, monkeypatch)["user/stair-data"]["status"] == "dry run"
+
+
 def test_token_never_written_or_logged(artifacts, tmp_path, hf_env, hub, capsys, caplog, monkeypatch) -> None:
     caplog.set_level(logging.DEBUG)
     run_publish_stage(tmp_path, monkeypatch, push=True, user="someone")
