@@ -36,9 +36,14 @@ def stage_args(doc: str, arguments: dict[str, str | tuple[type, str]]) -> argpar
 
 def read_params() -> dict:
     try:
-        return yaml.safe_load(PARAMS_FILE.read_text()) or {}
+        params = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ParamsError(f"{PARAMS_FILE} not found; run stages from the repository root") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ParamsError(f"{PARAMS_FILE} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ParamsError(f"{PARAMS_FILE} should map section names to sections, got a {type(params).__name__}")
+    return params
 
 
 def load_section(section: str, cls: type[T]) -> tuple[T, dict]:
@@ -91,7 +96,9 @@ def loop_items() -> dict:
     """The SI-MCTS/DPO iterations, listed once in params.yaml (`loop`: iteration -> policy and out)."""
     items = read_params().get("loop") or {}
     # Keys must be the strings "1".."K": DVC silently drops foreach stages over integer keys.
-    if not isinstance(items, dict) or list(items) != [str(k) for k in range(1, len(items) + 1)]:
+    if (not isinstance(items, dict) or list(items) != [str(k) for k in range(1, len(items) + 1)]
+            or not all(isinstance(item, dict) and isinstance(item.get("policy"), str) and isinstance(item.get("out"), str)
+                       for item in items.values())):
         raise ParamsError(f'{PARAMS_FILE}: loop must map "1".."K" (quoted) to {{policy, out}}, got {items!r}')
     return items
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stair.columns import PROMPT_COLUMNS, check_fields
 from stair.data import MAX_RECORD_CHARS
 from stair.errors import ArtifactError, HubUnavailable, ParamsError
 from stair.hub.refs import hub_offline
@@ -109,6 +110,10 @@ def _columns(text: str) -> dict:
     pairs = [item.split("=", 1) for item in text.split(",") if item]
     if any(len(p) != 2 for p in pairs):
         raise argparse.ArgumentTypeError("columns look like field=column,field=column")
+    try:
+        check_fields(dict(pairs), PROMPT_COLUMNS, "--columns")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return dict(pairs)
 
 

@@ -43,6 +43,15 @@ def _column(record: dict, field_name: str, mapping: dict, defaults: dict) -> tup
     return defaults.get(field_name, (field_name,))[0], None
 
 
+def check_fields(mapping: dict, fields: dict, what: str) -> None:
+    """Raise ValueError unless `mapping` maps names of `fields` (SFT_COLUMNS or PROMPT_COLUMNS) to column names."""
+    for field_name, column in mapping.items():
+        if field_name not in fields:
+            raise ValueError(f"{what}: {field_name!r} is not a field; fields: {', '.join(fields)}")
+        if not isinstance(column, str) or not column:
+            raise ValueError(f"{what}: {field_name} should name a column, got {column!r}")
+
+
 def check_mapping(records: NamedRecords, mapping: dict) -> None:
     """A mapped column that no record has is a typo, not a column of missing values."""
     present = {key for record in records for key in record}

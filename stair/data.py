@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import SeedPrompt, SFTExample
-from stair.columns import check_mapping, map_prompts, map_sft
+from stair.columns import PROMPT_COLUMNS, SFT_COLUMNS, check_fields, check_mapping, map_prompts, map_sft
 from stair.errors import ArtifactError
 from stair.hub.pull import load_hub_records
 from stair.hub.refs import is_hub_ref, parse_hub_ref
@@ -47,6 +47,14 @@ class DataParams:
     max_record_chars: int = MAX_RECORD_CHARS  # a longer record (all fields together) is an error
     seed: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("builtin", "files"):
+            raise ValueError(f"data.source={self.source!r} is not 'builtin' or 'files'")
+        if self.source == "files" and (not self.sft or not self.prompts):
+            raise ValueError("data.source is 'files', so data.sft and data.prompts must name files or hub: ids")
+        check_fields(self.sft_columns, SFT_COLUMNS, "data.sft_columns")
+        check_fields(self.prompt_columns, PROMPT_COLUMNS, "data.prompt_columns")
 
 
 class Records(list):
@@ -312,8 +320,6 @@ def build_dataset(params: DataParams, iterations: int) -> tuple[list[SeedPrompt]
 
 
 def _files_dataset(params: DataParams, iterations: int) -> tuple[list[SeedPrompt], list[SFTExample], dict]:
-    if not params.sft or not params.prompts:
-        raise ValueError("data.source is not 'builtin', so data.sft and data.prompts must name files or hub: ids")
     sft, sft_facts = load_sft(params.sft, params.sft_columns, params.split, params.max_record_chars)
     inputs = [load_prompts(params.prompts, params.prompt_columns, "prompts", hub_split=params.split,
                            max_record_chars=params.max_record_chars)]

@@ -184,6 +184,8 @@ class EvalParams:
         from stair.jailbreaks import TRANSFORMS
         from stair.suites import LOADERS
 
+        if self.safety_judge not in ("refusal", "strongreject"):
+            raise ValueError(f"eval.safety_judge={self.safety_judge!r} is not 'refusal' or 'strongreject'")
         for name, raw in self.suites.items():
             suite = from_mapping(SuiteParams, raw, f"eval.suites.{name}")
             if (suite.loader or name) not in LOADERS:

@@ -52,8 +52,6 @@ class PairParams:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"pairs.mode={self.mode!r} is not one of {MODES}")
-        if self.max_refusal_ratio < 0:
-            raise ValueError(f"pairs.max_refusal_ratio={self.max_refusal_ratio} must be >= 0 (0: no cap)")
         if self.max_refusal_ratio and self.mode != "step":
             raise ValueError("pairs.max_refusal_ratio applies to mode step (sibling steps) only")
         if self.thresholds not in ("absolute", "relative"):

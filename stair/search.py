@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from stair.format import CUT_STEPS, OUTPUT_CLOSE, STEP_CLOSE, ends_response
 from stair.generation import Backend, Sampling
 from stair.modeling import chat_prompt
-from stair.prm import PRMScorer
+from stair.prm import AGGREGATIONS, PRMScorer
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class SearchParams:
             raise ValueError(f"search.methods: {unknown} not in {sorted(SEARCHES)}")
         if self.cut_steps not in CUT_STEPS:
             raise ValueError(f"search.cut_steps={self.cut_steps!r} is not one of {CUT_STEPS}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"search.aggregation={self.aggregation!r} is not one of {sorted(AGGREGATIONS)}")
 
 
 @dataclass(frozen=True)

@@ -154,11 +154,16 @@ def write_artifact(
 def read_manifest(path: Path) -> ArtifactManifest:
     file = Path(path) / MANIFEST_FILE
     try:
-        return ArtifactManifest.model_validate_json(file.read_text())
+        manifest = ArtifactManifest.model_validate_json(file.read_bytes())
     except FileNotFoundError:
         raise ArtifactError(f"{file}: missing manifest; is {path} an artifact folder?") from None
+    except OSError as err:
+        raise ArtifactError(f"{file}: unreadable manifest ({err.strerror or err})") from None
     except ValidationError as err:
         raise ArtifactError(f"{file}: invalid manifest: {err}") from None
+    if manifest.row_type not in ROW_TYPES:
+        raise ArtifactError(f"{file}: row_type {manifest.row_type!r} is not one of {', '.join(sorted(ROW_TYPES))}")
+    return manifest
 
 
 def describe_error(err: ValidationError, source: str, row: int | str) -> str:

@@ -244,6 +244,49 @@ def test_an_unknown_section_is_named(tmp_path: Path, monkeypatch) -> None:
         load_section("data", DataParams)
 
 
+@pytest.mark.parametrize("section, key, value, match", [
+    ("data", "source", "filez", "data.source='filez' is not 'builtin' or 'files'"),
+    ("data", "source", "files", "data.sft and data.prompts must name files"),
+    ("data", "sft_columns", {"prompt": ["a"]}, "data.sft_columns: prompt should name a column"),
+    ("data", "prompt_columns", {"txt": "question"}, "data.prompt_columns: 'txt' is not a field; fields: text"),
+    ("backend", "name", "vlm", "backend.name='vlm' is not one of"),
+    ("backend", "dtype", "float33", "backend.dtype='float33' is not one of"),
+    ("backend", "device", "gpu", "backend.device='gpu' is not auto, cpu"),
+    ("judges", "safety", "foo", "judges.safety='foo' is not one of"),
+    ("search", "aggregation", "median", "search.aggregation='median' is not one of"),
+    ("eval", "safety_judge", "foo", "eval.safety_judge='foo' is not"),
+    ("publish", "repo_id", "org/..", "not a Hub repo id"),
+])
+def test_a_bad_choice_in_any_section_fails_the_first_stage_at_once(section: str, key: str, value, match: str,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    from stages.common import load_section
+    from stair.data import DataParams
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params[section][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match=match):
+        load_section("data", DataParams)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a: [\n", "params.yaml is not valid YAML"), ("- a: 1\n", "should map section names to sections, got a list"),
+    ("5\n", "got a int"), ("loop: {'1': models/sft}\n", "loop must map"), ("loop: {'1': {policy: a}}\n", "loop must map"),
+])
+def test_a_malformed_params_file_is_one_clear_error(text: str, match: str, tmp_path: Path, monkeypatch) -> None:
+    from stages.common import loop_models, read_params
+
+    (tmp_path / "params.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match=match):
+        read_params()
+        loop_models()
+    (tmp_path / "params.yaml").write_bytes(b"seed: \xff\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        read_params()
+
+
 def _differences(default, expected, where: str) -> list[str]:
     if isinstance(default, dict) and isinstance(expected, dict):
         return [d for key in sorted(default.keys() | expected.keys())

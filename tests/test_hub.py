@@ -593,6 +593,14 @@ def test_publish_never_replaces_a_folder_it_did_not_write(artifacts, tmp_path, h
     assert run_publish_stage(tmp_path, monkeypatch)["user/stair-data"]["status"] == "dry run"
 
 
+@pytest.mark.parametrize("source", ["hub:", "hub::sft", "hub:a/b/c", "hub:@main"])
+def test_a_malformed_hub_reference_is_one_clear_error(source: str) -> None:
+    from stair.hub.refs import parse_hub_ref
+
+    with pytest.raises(ArtifactError, match="bad repo id .*expected 'hub:<repo_id>"):
+        parse_hub_ref(source)
+
+
 def test_token_never_written_or_logged(artifacts, tmp_path, hf_env, hub, capsys, caplog, monkeypatch) -> None:
     caplog.set_level(logging.DEBUG)
     run_publish_stage(tmp_path, monkeypatch, push=True, user="someone")

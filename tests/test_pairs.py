@@ -154,8 +154,6 @@ def test_counts() -> None:
 def test_bad_mode_is_named() -> None:
     with pytest.raises(ValueError, match="pairs.mode"):
         PairParams(mode="pairs")
-    with pytest.raises(ValueError, match="max_refusal_ratio"):
-        PairParams(max_refusal_ratio=-1)
     with pytest.raises(ValueError, match="mode step"):
         PairParams(mode="terminal", max_refusal_ratio=1.0)
 

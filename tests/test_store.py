@@ -246,6 +246,16 @@ def test_row_count_mismatch_and_wrong_type_and_missing_manifest(tmp_path: Path) 
     (tmp_path / "bare").mkdir()
     with pytest.raises(ArtifactError, match="missing manifest"):
         read_artifact(tmp_path / "bare")
+    _write_raw(tmp_path / "foreign", [_prompt_record()], "Foo")
+    with pytest.raises(ArtifactError, match="row_type 'Foo' is not one of .*SeedPrompt"):
+        read_artifact(tmp_path / "foreign")
+    (tmp_path / "odd" / "manifest.json").mkdir(parents=True)
+    with pytest.raises(ArtifactError, match="unreadable manifest"):
+        read_artifact(tmp_path / "odd")
+    (tmp_path / "bytes").mkdir()
+    (tmp_path / "bytes" / "manifest.json").write_bytes(b'{"row_type": "\xff"}')
+    with pytest.raises(ArtifactError, match="invalid manifest"):
+        read_artifact(tmp_path / "bytes")
 
 
 # ---------------------------------------------------------------- schemas

@@ -1,5 +1,6 @@
 """The interface every backend offers, and the registry that builds one by name from `BackendParams`."""
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,6 +60,18 @@ class BackendParams:
     completions_api: CompletionsAPI = "vllm"
     gpu_memory_utilization: float = 0.85
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise ValueError(f"backend.name={self.name!r} is not one of {sorted(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"backend.dtype={self.dtype!r} is not one of {list(DTYPES)}")
+        if not DEVICE.fullmatch(self.device):
+            raise ValueError(f"backend.device={self.device!r} is not auto, cpu, cuda, cuda:<index> or mps")
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def resolve_device(device: str) -> str:

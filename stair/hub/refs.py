@@ -54,7 +54,7 @@ def parse_hub_ref(source: str) -> HubRef:
     body, _, revision = body.partition("@")
     repo_id, _, config = body.partition(":")
     if not repo_id or repo_id.count("/") > 1:
-        raise ValueError(f"{source!r}: bad repo id {repo_id!r}")
+        raise ArtifactError(f"{source!r}: bad repo id {repo_id!r} (expected 'hub:<repo_id>[:<config>][@<revision>]')")
     return HubRef(repo_id, config or None, revision or None)
 
 

@@ -144,6 +144,14 @@ class JudgeParams:
     top_p: float = 0.9
     max_new_tokens: int = 2048
 
+    def __post_init__(self) -> None:
+        safety_names = {*SAFETY_JUDGES, *MODEL_SAFETY_JUDGES}
+        helpful_names = {*HELPFULNESS_JUDGES, *MODEL_HELPFULNESS_JUDGES}
+        if self.safety not in safety_names:
+            raise ValueError(f"judges.safety={self.safety!r} is not one of {sorted(safety_names)}")
+        if self.helpfulness not in helpful_names:
+            raise ValueError(f"judges.helpfulness={self.helpfulness!r} is not one of {sorted(helpful_names)}")
+
     @property
     def uses_model(self) -> bool:
         return self.safety in MODEL_SAFETY_JUDGES or self.helpfulness in MODEL_HELPFULNESS_JUDGES
@@ -195,12 +203,6 @@ class Judge:
 def make_judge(params: JudgeParams, reward: RewardParams, model: Backend | None = None,
                keep_sampling_state: bool = False) -> Judge:
     """Build the judges named in params; model judges ask `model` (see `build_judge` for which one)."""
-    safety_names = {*SAFETY_JUDGES, *MODEL_SAFETY_JUDGES}
-    helpful_names = {*HELPFULNESS_JUDGES, *MODEL_HELPFULNESS_JUDGES}
-    if params.safety not in safety_names:
-        raise ValueError(f"judges.safety={params.safety!r} is not one of {sorted(safety_names)}")
-    if params.helpfulness not in helpful_names:
-        raise ValueError(f"judges.helpfulness={params.helpfulness!r} is not one of {sorted(helpful_names)}")
     if params.uses_model and model is None:
         raise ValueError(f"judges: safety={params.safety!r} / helpfulness={params.helpfulness!r} ask a judge model, "
                          "but none was given")
