@@ -30,8 +30,12 @@ def _views_help(root: Path) -> str:
 
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
+    import pyarrow as pa
 
-    con = connect(args.root)
+    try:
+        con = connect(args.root)
+    except (duckdb.Error, pa.ArrowException, OSError) as err:
+        raise ArtifactError(f"{args.root}: the artifacts could not be opened as views ({err})") from err
     try:
         relation = con.sql(args.sql)
     except duckdb.PermissionException as err:
@@ -57,7 +61,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from stair.search import SearchParams, run_search
 
     backend = _load_backend(args.model, args.seed)
-    scorer = PRMScorer.from_path(args.prm) if args.prm else None
+    scorer = _loaded(args.prm, PRMScorer.from_path) if args.prm else None
     if args.search != "greedy" and scorer is None:
         print("error: --search bon/beam needs --prm PATH", file=sys.stderr)
         return 2
@@ -99,10 +103,18 @@ def _model_path(model: Path) -> Path:
 def _load_backend(model: Path, seed: int):
     from stair.generation import BackendParams, make_backend
 
+    return _loaded(model, lambda path: make_backend(path, BackendParams(), seed=seed))
+
+
+def _loaded(model: Path, load):
+    """`load(model)` for a model folder or id; any failure inside the loader (no tokenizer, corrupt weights, not
+    a valid model id) is one ArtifactError naming the folder (`--debug` shows the loader's traceback)."""
     try:
-        return make_backend(_model_path(model), BackendParams(), seed=seed)
-    except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and the like
-        raise ArtifactError(f"{model}: could not load the model ({err})") from None
+        return load(_model_path(model))
+    except USER_ERRORS:
+        raise
+    except Exception as err:
+        raise ArtifactError(f"{model}: could not load the model ({type(err).__name__}: {err})") from err
 
 
 def _columns(text: str) -> dict:
@@ -199,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--root", type=Path, default=root)
     query.add_argument("--format", choices=["table", "csv"], default="table")
-    query.add_argument("--max-rows", type=int, default=40)
-    query.add_argument("--max-width", type=int, default=160)
+    query.add_argument("--max-rows", type=_positive_int, default=40)
+    query.add_argument("--max-width", type=_positive_int, default=160)
     query.set_defaults(func=cmd_query)
 
     generate = sub.add_parser("generate", help="answer one prompt with a model (optionally PRM-guided search)")
@@ -208,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", required=True, type=Path)
     generate.add_argument("--prm", type=Path)
     generate.add_argument("--search", choices=["greedy", "bon", "beam"], default="greedy")
-    generate.add_argument("--width", type=int, default=4, help="N for best-of-N, beam width for beam")
+    generate.add_argument("--width", type=_positive_int, default=4, help="N for best-of-N, beam width for beam")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--verbose", action="store_true", help="show the PRM score of every step")
     generate.set_defaults(func=cmd_generate)

@@ -61,8 +61,11 @@ def load_profile(name: str, folder: Path = PROFILES, _seen: tuple[str, ...] = ()
     if not isinstance(settings, dict):
         raise ParamsError(f"{path}: expected a mapping of params, got {type(settings).__name__}")
     parents = settings.pop("extends", [])
+    parents = [parents] if isinstance(parents, str) else parents
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ParamsError(f"{path}: extends should name a profile or list profiles, got {parents!r}")
     merged: dict = {}
-    for parent in [parents] if isinstance(parents, str) else parents:
+    for parent in parents:
         merged = merge(merged, load_profile(parent, folder, (*_seen, name)))
     return merge(merged, settings)
 
@@ -81,8 +84,17 @@ def merge(base: dict, override: dict, at: tuple[str, ...] = ()) -> dict:
 
 def apply_profile(settings: dict, params_file: Path) -> list[str]:
     """Write `settings` into `params_file` in place; returns 'key: old -> new' for every value it changed."""
+    from ruamel.yaml import YAMLError
+
     yaml = _yaml()
-    params = yaml.load(params_file.read_text())
+    try:
+        params = yaml.load(params_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{params_file} not found (run stair profile from the repository root, or give --params)") from None
+    except (YAMLError, UnicodeDecodeError) as err:
+        raise ParamsError(f"{params_file} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ParamsError(f"{params_file} should map section names to sections")
     changes: list[str] = []
     _set(params, settings, (), changes, params_file)
     tmp = params_file.with_name(params_file.name + ".tmp")

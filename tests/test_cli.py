@@ -49,6 +49,19 @@ def test_generate_prints_an_answer(tiny: Path, capsys) -> None:
     assert main(["generate", "--model", str(tiny), "--search", "beam", "How do I bake bread?"]) == 2
 
 
+def test_a_model_folder_that_does_not_load_is_one_clear_error(tiny: Path, tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny / "config.json").read_text())  # no tokenizer, no weights
+    assert main(["generate", "--model", str(broken), "Hi"]) == 1
+    assert f"error: {broken}: could not load the model" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tiny), "--prm", str(broken), "--search", "bon", "Hi"]) == 1
+    assert f"error: {broken}: could not load the model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "--model", str(tiny), "--width", "0", "Hi"])
+    assert "0 must be at least 1" in capsys.readouterr().err
+
+
 def test_eval_out_never_destroys_what_it_did_not_write(tiny: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     file = tmp_path / "p.jsonl"
@@ -72,6 +85,17 @@ def test_eval_out_never_destroys_what_it_did_not_write(tiny: Path, tmp_path: Pat
     assert len(read_artifact(tmp_path / "records", EvalRecord)) == 1
     assert main(run + ["notes", "--force"]) == 0
     assert not (tmp_path / "notes" / "todo.txt").exists()
+
+
+def test_query_over_a_corrupt_artifact_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    from schemas import SeedPrompt
+    from stair.store import write_artifact
+
+    write_artifact(tmp_path / "prompts", [SeedPrompt(id="a", text="t", kind="safety", source="s", split="x")], SeedPrompt,
+                   stage="s", params={})
+    (tmp_path / "prompts" / "data.parquet").write_bytes(b"not parquet")
+    assert main(["query", "select 1", "--root", str(tmp_path)]) == 1
+    assert "the artifacts could not be opened as views" in capsys.readouterr().err
 
 
 def test_query_is_read_only(tmp_path: Path, capsys) -> None:

@@ -99,6 +99,19 @@ def test_extends_cycles_and_unknown_profiles_are_named(tmp_path: Path) -> None:
         load_profile("c", tmp_path)
 
 
+def test_a_bad_profile_or_params_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "odd.yaml").write_text("extends: 5\n")
+    with pytest.raises(ParamsError, match="extends should name a profile"):
+        load_profile("odd", tmp_path)
+    for text, match in [(None, "not found"), ("a: [\n", "not valid YAML"), ("", "should map section names")]:
+        params = tmp_path / "params.yaml"
+        params.unlink(missing_ok=True)
+        if text is not None:
+            params.write_text(text)
+        with pytest.raises(ParamsError, match=match):
+            apply_profile({"seed": 1}, params)
+
+
 def test_cli_applies_a_profile(params: Path, capsys) -> None:
     assert main(["profile", "paper-qwen2-7b", "--folder", str(PROFILES), "--params", str(params)]) == 0
     assert "base.model: 'tiny' -> 'Qwen/Qwen2-7B-Instruct'" in capsys.readouterr().out
