@@ -168,6 +168,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from stair.hub.pull import pull_to_artifact
     from stair.hub.refs import HubRef
 
+    if not args.repo_id.strip():
+        raise ParamsError("stair pull: give a Hub dataset id or a published folder, not an empty name")
     if Path(args.repo_id).exists():  # a published folder on disk
         source = f"{args.repo_id}:{args.config}" if args.config else args.repo_id
     else:

@@ -140,6 +140,8 @@ def _read_jsonl(path: Path) -> tuple[list, list[str]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
             raise ArtifactError(f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise ArtifactError(f"{path}, line {number}: JSON nested too deeply to be a record") from None
         locations.append(f"line {number}")
     return rows, locations
 
@@ -151,6 +153,8 @@ def _read_json(path: Path) -> tuple[list, list[str]]:
         document = json.loads(text)
     except json.JSONDecodeError as err:
         raise ArtifactError(f"{path}, line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise ArtifactError(f"{path}: JSON nested too deeply to hold records") from None
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         start = _member_start(text, "data")
     elif isinstance(document, list):
@@ -176,16 +180,19 @@ def _skip_space(text: str, pos: int) -> int:
 
 
 def _member_start(text: str, key: str) -> int:
-    """Position of the value of top-level member `key` in valid JSON text holding an object."""
+    """Position of the value of top-level member `key` in valid JSON text holding an object (of its last
+    occurrence, the one `json.loads` keeps)."""
     decoder = json.JSONDecoder()
-    pos = _skip_space(text, _skip_space(text, 0) + 1)
-    while True:
+    pos, found = _skip_space(text, _skip_space(text, 0) + 1), -1
+    while text[pos] != "}":
         name, pos = decoder.raw_decode(text, pos)
         pos = _skip_space(text, _skip_space(text, pos) + 1)  # past ':'
         if name == key:
-            return pos
+            found = pos
         _, pos = decoder.raw_decode(text, pos)
-        pos = _skip_space(text, _skip_space(text, pos) + 1)  # past ','
+        pos = _skip_space(text, pos)
+        pos = _skip_space(text, pos + 1) if text[pos] == "," else pos
+    return found
 
 
 def _read_csv(path: Path) -> tuple[list, list[str]]:

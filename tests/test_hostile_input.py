@@ -97,6 +97,12 @@ def _raw_cases() -> dict[str, tuple[str, bytes, str]]:
                                                  "line 3: not valid JSON"),
         "not JSON (json)": ("json", b'[\n {"id": "p1",\n  "question": }\n]', "line 3: not valid JSON"),
         "a record that is not an object (jsonl)": ("jsonl", b'["How?"]\n', "line 1: expected an object, got list"),
+        "nested too deeply (jsonl)": ("jsonl", json.dumps(GOOD).encode() + b"\n" + b"[" * 5000 + b"]" * 5000 + b"\n",
+                                      "line 2: JSON nested too deeply"),
+        "nested too deeply (json)": ("json", b"[" * 5000 + b"]" * 5000, "JSON nested too deeply"),
+        "a repeated data key: the last one counts (json)": (
+            "json", b'{"data": 5,\n "data": [\n {"id": "p1", "question": "ok"},\n {"id": "p2"}\n]}',
+            "line 4, field 'question'"),
         "truncated parquet": ("parquet", None, "not a readable parquet file"),
         "not parquet at all": ("parquet", b"PAR1 this is not parquet", "not a readable parquet file"),
     }

@@ -601,6 +601,17 @@ def test_a_malformed_hub_reference_is_one_clear_error(source: str) -> None:
         parse_hub_ref(source)
 
 
+def test_a_local_folder_the_datasets_library_cannot_read_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train.jsonl").write_text('{"prompt": "a"}\n{oops\n')
+    for folder in ("empty", "bad"):
+        with pytest.raises(ArtifactError, match=f"{folder}: not a dataset folder the datasets library can read"):
+            load_rows(str(tmp_path / folder), SFTExample)
+    with pytest.raises(ArtifactError, match="an empty source"):
+        load_rows(" ", SFTExample)
+
+
 def test_token_never_written_or_logged(artifacts, tmp_path, hf_env, hub, capsys, caplog, monkeypatch) -> None:
     caplog.set_level(logging.DEBUG)
     run_publish_stage(tmp_path, monkeypatch, push=True, user="someone")

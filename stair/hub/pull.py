@@ -89,7 +89,12 @@ def _folder_records(folder: Path, config: str | None, split: str,
                 return table.to_pylist(), table.column_names, config
     from datasets import load_dataset
 
-    return *_records(load_dataset(str(folder), config, split=split)), config
+    try:
+        dataset = load_dataset(str(folder), config, split=split)
+    except Exception as err:  # datasets' own errors: no data files, unparsable files, an unknown config
+        raise ArtifactError(f"{where}: not a dataset folder the datasets library can read "
+                            f"({type(err).__name__}: {err})") from err
+    return *_records(dataset), config
 
 
 def _read_parquet(file: Path) -> pa.Table:

@@ -64,6 +64,8 @@ def parse_source(source: "str | Path | HubRef | LocalRef") -> HubRef | LocalRef:
         return source
     if isinstance(source, Path):
         return LocalRef(source)
+    if not source.strip():
+        raise ArtifactError("an empty source: give a folder or 'hub:<repo_id>[:<config>][@<revision>]'")
     if is_hub_ref(source):
         return parse_hub_ref(source)
     if Path(source).exists():
