@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from schemas import SFTExample
 from stages.common import load_section, log, stage_args, stage_main
+from stair.errors import ParamsError
 from stair.modeling import (
     TinyModelConfig,
     count_parameters,
@@ -33,6 +34,10 @@ class BaseParams:
     trust_remote_code: bool = False
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
+    def __post_init__(self) -> None:
+        if not self.model.strip():
+            raise ValueError("base.model is empty: 'tiny', or a Hugging Face model id or local path")
+
 
 @stage_main
 def main() -> None:
@@ -44,7 +49,10 @@ def main() -> None:
         tokenizer = train_tokenizer([e.prompt for e in sft] + [e.response for e in sft], params.tiny.vocab_size)
         model = init_tiny_model(tokenizer, params.tiny)
     else:
-        model, tokenizer = load_pretrained_base(params.model, params.trust_remote_code, params.revision)
+        try:
+            model, tokenizer = load_pretrained_base(params.model, params.trust_remote_code, params.revision)
+        except (OSError, ValueError) as err:  # not a folder or a model id it can reach; no usable tokenizer
+            raise ParamsError(f"base.model={params.model!r}: could not load it ({type(err).__name__}: {err})") from err
     save_model(model, tokenizer, args.out)
     write_json(args.metrics, {"parameters": count_parameters(model), "vocab_size": len(tokenizer)})
     log.info("base model %s: %d parameters, vocabulary %d", params.model, count_parameters(model), len(tokenizer))

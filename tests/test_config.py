@@ -256,6 +256,7 @@ def test_an_unknown_section_is_named(tmp_path: Path, monkeypatch) -> None:
     ("search", "aggregation", "median", "search.aggregation='median' is not one of"),
     ("eval", "safety_judge", "foo", "eval.safety_judge='foo' is not"),
     ("publish", "repo_id", "org/..", "not a Hub repo id"),
+    ("base", "model", " ", "base.model is empty"),
 ])
 def test_a_bad_choice_in_any_section_fails_the_first_stage_at_once(section: str, key: str, value, match: str,
                                                                    tmp_path: Path, monkeypatch) -> None:
@@ -268,6 +269,14 @@ def test_a_bad_choice_in_any_section_fails_the_first_stage_at_once(section: str,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match=match):
         load_section("data", DataParams)
+
+
+def test_an_unknown_lr_scheduler_fails_before_a_trainer_is_built() -> None:
+    from stair.training.common import training_args
+    from stair.training.sft import SFTParams
+
+    with pytest.raises(ParamsError, match="lr_scheduler='foo' is not one of linear, cosine"):
+        training_args(SFTParams(lr_scheduler="foo"))
 
 
 @pytest.mark.parametrize("text, match", [

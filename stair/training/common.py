@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stair.errors import ParamsError
 from stair.store import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ class TrainParams:
 
 def training_args(params: TrainParams) -> dict:
     """The TrainingArguments every job shares: optimisation from `params`, a scratch output_dir, device safety."""
+    from transformers import SchedulerType
+
+    schedulers = [s.value for s in SchedulerType]
+    if params.lr_scheduler not in schedulers:  # else TrainingArguments fails with a traceback, after the model loads
+        raise ParamsError(f"params.yaml: lr_scheduler={params.lr_scheduler!r} is not one of {', '.join(schedulers)}")
     return dict(
         output_dir=scratch_dir(),
         num_train_epochs=params.epochs,
