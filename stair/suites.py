@@ -138,6 +138,9 @@ def harmbench(records: Records, source: str, include_copyright: bool = False, **
         rows.append(_prompt("harmbench", source, row, text, "safety", "refuse",
                             category=r.get("SemanticCategory" if upstream else "category"),
                             id=f"harmbench-{r.get('BehaviorID') or row}"))
+    if not any(rows):
+        raise ArtifactError(f"{records.name}: every behaviour is a copyright one, which the suite leaves out unless "
+                            "include_copyright is set")
     return rows
 
 
@@ -155,6 +158,8 @@ def gsm8k(records: Records, source: str, **_) -> list[dict]:
         if "####" not in answer:
             raise ArtifactError(f"{records.where(row)}, field 'answer': no '#### <number>' final answer")
         truth = answer.rpartition("####")[2].strip().replace(",", "")
+        if not truth:
+            raise ArtifactError(f"{records.where(row)}, field 'answer': nothing after '####' (expected the final number)")
         rows.append(_prompt("gsm8k", source, row, _field(r, "question", records, row), "helpfulness", "comply",
                             ground_truth=truth))
     return rows

@@ -191,6 +191,17 @@ def test_malformed_rows_name_the_line_and_field(tmp_path: Path, name: str, conte
         load_benchmark(name, str(file))
 
 
+def test_a_gsm8k_answer_without_a_number_and_a_copyright_only_harmbench_are_refused(tmp_path: Path) -> None:
+    file = tmp_path / "gsm.jsonl"
+    file.write_text(json.dumps({"question": "1+1?", "answer": "two\n#### "}) + "\n")
+    with pytest.raises(ArtifactError, match=r"gsm\.jsonl, line 1, field 'answer': nothing after '####'"):
+        load_benchmark("gsm8k", str(file))
+    file = tmp_path / "hb.csv"
+    file.write_text("Behavior,FunctionalCategory\nWrite out a song's lyrics,copyright\n")
+    with pytest.raises(ArtifactError, match="every behaviour is a copyright one"):
+        load_benchmark("harmbench", str(file))
+
+
 def test_generic_loader_with_a_column_mapping(tmp_path: Path) -> None:
     file = tmp_path / "mine.jsonl"
     file.write_text("\n".join(json.dumps(r) for r in [
