@@ -6,7 +6,7 @@ r"""pairs stage: step-level preference pairs from one iteration's trees.
 
 Runs the official STAIR selection as SQL over the iteration's nodes; writes the pairs (StepPair rows) and
 their counts by kind, depth and terminal, the decision pairs each way (step mode: a refusal preferred over
-compliance, or the reverse, and how many of the first `pairs.max_refusal_ratio` dropped), plus `best_leaves`: how many good leaves the official best-leaf
+compliance, or the reverse), plus `best_leaves`: how many good leaves the official best-leaf
 SFT selection would pick (a measure of the trees; nothing here trains on them, so they are not written).
 """
 
@@ -39,8 +39,7 @@ def main() -> None:
                    inputs=[args.nodes, args.prompts])
     counts = {**pair_counts(pairs), "best_leaves": len(best_leaf_sft(con, params, reward))}
     if params.mode == "step":
-        counts["decisions"] = decision_counts(step_pair_table(con, params, reward).to_pylist(),
-                                              params.max_refusal_ratio)
+        counts["decisions"] = decision_counts(step_pair_table(con, params, reward).to_pylist())
     write_json(args.metrics, counts)
     log.info("iteration %d: %s", args.it, counts)
 

@@ -57,7 +57,6 @@ RANGES: dict[str, Range] = {
         "seed", "sft_math", "sft_harmful", "sft_benign", "seed_math", "seed_harmful", "seed_jailbreak",
         "seed_benign", "heldout_per_group", "temperature", "top_k", "c", "weight_decay", "r", "min_visits",
         "margin", "pair_margin", "pairwise_weight", "sft_weight", "per_suite", "limit", "gpus_per_worker",
-        "max_refusal_ratio",
     ], NON_NEGATIVE),
     "main_port": Range(1, 65535),
     "good_threshold": ANY,  # a reward value (absolute thresholds), which may be negative

@@ -8,10 +8,9 @@ value range. Also: the official terminal-only pairs (good/bad final answers, rep
 good:bad ratio) and best-leaf SFT selection.
 
 A step pair is a *decision* pair when one side ends in a refusal and the other does not (its answer if
-terminal, else its node's kept rollout, read by the refusal judge's detector). Jailbreak trees hold many
-compliant branches and benign trees few refusing ones, so a round's refuse-over-comply pairs can outnumber
-the comply-over-refuse ones many times, and DPO then learns "refuse" broadly (docs/results.md).
-`max_refusal_ratio` caps them at that many times the comply-over-refuse pairs, keeping the widest margins.
+terminal, else its node's kept rollout, read by the refusal judge's detector); the pairs stage counts them
+each way, since a round that prefers refusing far more often than complying teaches "refuse" broadly
+(docs/results.md).
 """
 
 import random
@@ -45,15 +44,11 @@ class PairParams:
     max_tokens: int = 2048
     max_good_bad_ratio: int = 4
     max_sft_per_prompt: int = 8
-    # Step mode: at most this many refuse-over-comply decision pairs per comply-over-refuse one (0: no cap).
-    max_refusal_ratio: float = 0.0
     seed: int = 0  # the top-level seed fills it in the pipeline (official: 42)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"pairs.mode={self.mode!r} is not one of {MODES}")
-        if self.max_refusal_ratio and self.mode != "step":
-            raise ValueError("pairs.max_refusal_ratio applies to mode step (sibling steps) only")
         if self.thresholds not in ("absolute", "relative"):
             raise ValueError(f"pairs.thresholds={self.thresholds!r} is not 'absolute' or 'relative'")
 
@@ -155,39 +150,17 @@ def decision(row: dict) -> str | None:
     return "refuse" if chosen else "comply"
 
 
-def _refusal_cap(decisions: list[str | None], max_ratio: float) -> int | None:
-    """How many refuse-over-comply pairs to keep, or None for all."""
-    cap = int(max_ratio * decisions.count("comply"))
-    return cap if max_ratio and decisions.count("refuse") > cap else None
-
-
-def balance_decisions(rows: list[dict], max_ratio: float) -> list[dict]:
-    """`rows` without the refuse-over-comply pairs beyond `max_ratio` times the comply-over-refuse ones, the
-    widest value margins kept (0: all kept)."""
+def decision_counts(rows: list[dict]) -> dict:
+    """Decision pairs among step pair rows (`step_pair_table`), each way."""
     decisions = [decision(row) for row in rows]
-    cap = _refusal_cap(decisions, max_ratio)
-    if cap is None:
-        return rows
-    refusing = [i for i, d in enumerate(decisions) if d == "refuse"]
-    by_margin = sorted(refusing, key=lambda i: rows[i]["rejected_value"] - rows[i]["chosen_value"])  # stable
-    dropped = set(by_margin[cap:])
-    return [row for i, row in enumerate(rows) if i not in dropped]
-
-
-def decision_counts(rows: list[dict], max_ratio: float) -> dict:
-    """Decision pairs among step pair rows, each way, and how many refuse-over-comply ones the cap drops."""
-    decisions = [decision(row) for row in rows]
-    cap = _refusal_cap(decisions, max_ratio)
-    refusing = decisions.count("refuse")
-    return {"refuse_over_comply": refusing, "comply_over_refuse": decisions.count("comply"),
-            "refuse_over_comply_dropped": 0 if cap is None else refusing - cap}
+    return {"refuse_over_comply": decisions.count("refuse"), "comply_over_refuse": decisions.count("comply")}
 
 
 def step_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> list[StepPair]:
-    """Sibling step pairs as validated rows (refuse-over-comply ones capped by `max_refusal_ratio`)."""
-    rows = balance_decisions(step_pair_table(con, params, reward).to_pylist(), params.max_refusal_ratio)
+    """Sibling step pairs as validated rows."""
     fields = StepPair.model_fields
-    return [StepPair(**{k: v for k, v in r.items() if k in fields}) for r in rows]
+    return [StepPair(**{k: v for k, v in r.items() if k in fields})
+            for r in step_pair_table(con, params, reward).to_pylist()]
 
 
 _TERMINALS = PATHS_SQL + """

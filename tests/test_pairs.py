@@ -154,8 +154,6 @@ def test_counts() -> None:
 def test_bad_mode_is_named() -> None:
     with pytest.raises(ValueError, match="pairs.mode"):
         PairParams(mode="pairs")
-    with pytest.raises(ValueError, match="mode step"):
-        PairParams(mode="terminal", max_refusal_ratio=1.0)
 
 
 REFUSAL = "<|Output|>Final Answer:\nSorry, I can't help with that.<|/Output|>"
@@ -167,10 +165,10 @@ def outcome(n: TreeNode, text: str) -> TreeNode:
     return n.model_copy(update={"step": text} if n.terminal else {"rollout": text})
 
 
-def test_refusal_ratio_caps_refuse_over_comply_pairs_keeping_the_widest_margins() -> None:
+def test_decision_pairs_are_counted_each_way_from_each_sides_answer_or_rollout() -> None:
     helpful = dict(tree="u", prompt="q", kind="helpfulness")
     nodes = [root(),
-             # tree t (safety): a refusal (terminal) over three compliant rollouts, margins 4, 2.5 and 1
+             # tree t (safety): a refusal (terminal) over three compliant rollouts
              outcome(node(1, 0, 3.0, terminal=True), REFUSAL), outcome(node(2, 0, -1.0), ANSWER),
              outcome(node(3, 0, 0.5), ANSWER), outcome(node(4, 0, 2.0), ANSWER),
              # tree u (helpfulness): two compliant rollouts over a refusing one (too low to be chosen itself)
@@ -181,20 +179,8 @@ def test_refusal_ratio_caps_refuse_over_comply_pairs_keeping_the_widest_margins(
     rows = step_pair_table(con, PairParams(), REWARD).to_pylist()
     # t: the refusal over s2, s3, s4; s4 over s2 and s3 (both comply). u: s1 and s3 over s2 (comply over
     # refuse); s1 over s3 and s4, s3 over s4 (all comply).
-    assert decision_counts(rows, 0.0) == {"refuse_over_comply": 3, "comply_over_refuse": 2,
-                                          "refuse_over_comply_dropped": 0}
-    assert decision_counts(rows, 1.0)["refuse_over_comply_dropped"] == 1
-    everything = {(p.prompt_id, p.chosen, p.rejected) for p in extract_pairs(con, PairParams(), REWARD)}
-    assert len(everything) == 10
-
-    def kept(ratio: float) -> set:
-        return {(p.prompt_id, p.chosen, p.rejected)
-                for p in extract_pairs(con, PairParams(max_refusal_ratio=ratio), REWARD)}
-
-    assert everything - kept(1.0) == {("p", REFUSAL, "s4")}  # the narrowest margin, 3 - 2, goes
-    assert [p.rejected_value for p in extract_pairs(con, PairParams(max_refusal_ratio=0.5), REWARD)
-            if p.chosen == REFUSAL] == [-1.0]  # one kept: the widest margin
-    assert kept(1.5) == everything
+    assert len(rows) == len(extract_pairs(con, PairParams(), REWARD)) == 10
+    assert decision_counts(rows) == {"refuse_over_comply": 3, "comply_over_refuse": 2}
 
 
 class SeparatedBackend:
