@@ -5,7 +5,8 @@
 
 Writes hub/<repo name>/ for the dataset (data/<config>/*.parquet and a README.md card from the
 manifests) and for each model in publish.models, exactly as the repos will hold them, plus
-hub/publish.json. With publish.push: true and a token (HF_TOKEN or `hf auth login`) it also uploads
+hub/publish.json, which lists the folders it wrote: a folder there that no publish wrote is never replaced (the
+stage stops and names it). With publish.push: true and a token (HF_TOKEN or `hf auth login`) it also uploads
 each folder in one commit; content already on the Hub makes no new commit.
 """
 
