@@ -9,8 +9,8 @@ good:bad ratio) and best-leaf SFT selection.
 
 A step pair is a *decision* pair when one side ends in a refusal and the other does not (its answer if
 terminal, else its node's kept rollout, read by the refusal judge's detector); the pairs stage counts them
-each way, since a round that prefers refusing far more often than complying teaches "refuse" broadly
-(docs/results.md).
+each way, to show what a round teaches about refusing (docs/results.md: evening the counts out did not keep
+benign refusals down).
 """
 
 import random
