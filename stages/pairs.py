@@ -19,6 +19,7 @@ from stair.pairs import (
     extract_pairs,
     nodes_connection,
     pair_counts,
+    pairs_of_rows,
     step_pair_table,
 )
 from stair.reward import RewardParams
@@ -34,12 +35,15 @@ def main() -> None:
     params, raw = load_section("pairs", PairParams)
     reward, raw_reward = load_section("reward", RewardParams)
     con = nodes_connection(read_artifact(args.nodes, TreeNode), read_artifact(args.prompts, SeedPrompt))
-    pairs = extract_pairs(con, params, reward)
+    decisions = {}
+    if params.mode == "step":  # one query gives the pairs and, from their outcome columns, the decision counts
+        rows = step_pair_table(con, params, reward).to_pylist()
+        pairs, decisions = pairs_of_rows(rows), {"decisions": decision_counts(rows)}
+    else:
+        pairs = extract_pairs(con, params, reward)
     write_artifact(args.out, pairs, StepPair, stage=f"pairs@{args.it}", params={"pairs": raw, "reward": raw_reward},
                    inputs=[args.nodes, args.prompts])
-    counts = {**pair_counts(pairs), "best_leaves": len(best_leaf_sft(con, params, reward))}
-    if params.mode == "step":
-        counts["decisions"] = decision_counts(step_pair_table(con, params, reward).to_pylist())
+    counts = {**pair_counts(pairs), "best_leaves": len(best_leaf_sft(con, params, reward)), **decisions}
     write_json(args.metrics, counts)
     log.info("iteration %d: %s", args.it, counts)
 

@@ -156,11 +156,15 @@ def decision_counts(rows: list[dict]) -> dict:
     return {"refuse_over_comply": decisions.count("refuse"), "comply_over_refuse": decisions.count("comply")}
 
 
+def pairs_of_rows(rows: list[dict]) -> list[StepPair]:
+    """`step_pair_table` rows as validated StepPair rows (the outcome columns dropped)."""
+    fields = StepPair.model_fields
+    return [StepPair(**{k: v for k, v in r.items() if k in fields}) for r in rows]
+
+
 def step_pairs(con: duckdb.DuckDBPyConnection, params: PairParams, reward: RewardParams) -> list[StepPair]:
     """Sibling step pairs as validated rows."""
-    fields = StepPair.model_fields
-    return [StepPair(**{k: v for k, v in r.items() if k in fields})
-            for r in step_pair_table(con, params, reward).to_pylist()]
+    return pairs_of_rows(step_pair_table(con, params, reward).to_pylist())
 
 
 _TERMINALS = PATHS_SQL + """
