@@ -74,9 +74,20 @@ def test_tokenized_completion_continues_the_prompt(tokenizer) -> None:
     assert out["prompt_ids"] + out["chosen_ids"] == full + [tokenizer.eos_token_id]
 
 
-def test_bad_reference_is_named() -> None:
-    with pytest.raises(ValueError, match="dpo.reference"):
-        DPOParams(reference="base")
+@pytest.mark.parametrize("field, value", [("reference", "base"), ("loss_type", "sigmod"), ("beta", 0.0),
+                                          ("beta", float("nan")), ("sft_weight", -1.0)])
+def test_bad_params_name_the_field(field: str, value) -> None:
+    with pytest.raises(ValueError, match=f"dpo.{field}="):
+        DPOParams(**{field: value})
+
+
+def test_every_loss_type_allowed_is_one_trl_computes() -> None:
+    from trl import DPOConfig
+
+    from stair.training.dpo import LOSS_TYPES
+
+    documented = DPOConfig.__doc__.split("loss_type (")[1].split("loss_weights (")[0]
+    assert all(f"'{loss}'" in documented for loss in LOSS_TYPES)
 
 
 @pytest.mark.parametrize("lora_r, precompute, same, explicit", [

@@ -27,6 +27,12 @@ from stair.training.common import (
 log = logging.getLogger(__name__)
 
 
+# The losses TRL's DPOTrainer computes (trl 1.13, DPOConfig.loss_type); it names an unknown one only at the first
+# training step, after the models have loaded.
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
 @dataclass(frozen=True)
 class DPOParams(TrainParams):
     """Hyper-parameters of one step-level DPO iteration (the `dpo` section of params.yaml)."""
@@ -45,6 +51,12 @@ class DPOParams(TrainParams):
     def __post_init__(self) -> None:
         if self.reference not in ("policy", "sft"):
             raise ValueError(f"dpo.reference={self.reference!r} is not 'policy' or 'sft'")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"dpo.loss_type={self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
+        if not self.beta > 0:  # also rejects nan
+            raise ValueError(f"dpo.beta={self.beta} must be > 0")
+        if not self.sft_weight >= 0:
+            raise ValueError(f"dpo.sft_weight={self.sft_weight} must be >= 0")
 
 
 def dpo_records(tokenizer, pairs: list[StepPair]) -> list[dict]:
