@@ -1,5 +1,6 @@
 """A prepared GPU check, in one go: is the worse bf16 result seen once bf16 training or seed noise; the
-transformers backend in fp32 and bf16; the vLLM backend where vLLM is installed. Prints each step's time.
+transformers backend in fp32 and bf16, and SI-MCTS on it with and without the tick barrier; the vLLM backend
+where vLLM is installed. Prints each step's time.
 
     python benchmarks/gpu_check.py --workdir /tmp/gpu-check            # a GPU machine: the default sizes
     python benchmarks/gpu_check.py --workdir /tmp/gpu-check --dry-run  # tiny sizes on CPU (CI, under a minute)
@@ -8,7 +9,9 @@ On the default configuration (params.yaml's data, base, sft and heldout sections
 in bf16 for seeds 0 and 1 (the seed sets the world, the model's initialisation and the data order, as
 `dvc exp run -S seed=N` does), judges every model's greedy held-out answers with the same fp32 decoding
 (so only the training dtype differs), then decodes the seed-0 fp32 model again with the transformers
-backend in bf16 and, if vLLM imports, with the vLLM backend and one SI-MCTS round on it. It stops starting
+backend in bf16, searches 16 of its held-out prompts with SI-MCTS on that backend in lock-step and without the
+tick barrier (nodes/s, and whether the trees are the same), and, if vLLM imports, decodes with the vLLM backend
+and runs one SI-MCTS round on it. It stops starting
 steps past `--budget-s` (default 420 s, so that the whole check stays within 8 minutes on one H200; not yet
 run on one) and says plainly what it skipped and why. Writes gpu_check.json in the workdir.
 """
@@ -44,6 +47,7 @@ DRY_WORLD = dict(sft_math=8, sft_harmful=6, sft_benign=2, seed_math=2, seed_harm
                  seed_benign=2, heldout_per_group=1)
 DRY_TINY = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_length=256)
 DRY_SFT = dict(epochs=1.0, batch_size=8, max_length=128, logging_steps=1)
+DRY_MCTS = dict(iterations=3, max_step_tokens=8, max_response_tokens=16)
 METRICS = ("accuracy", "reward_mean", "unsafe_rate", "refusal_rate", "format_ok_rate")
 
 
@@ -169,6 +173,28 @@ def main() -> None:
             return {**{k: v for k, v in metrics.items() if k != "answers"}, "same_answers_as_fp32": agreement(metrics)}
 
         check.run(f"seed {first}: held-out greedy, transformers backend in bf16", transformers_bf16)
+
+        searched: dict[bool, list] = {}
+
+        def search(tick_barrier: bool):
+            def run() -> dict:
+                from stair.scaleout import search_shard
+
+                prompts = [p.model_copy(update={"split": "iter_1"}) for p in heldout[first][:16]]
+                raw = {**params["mcts"], **(DRY_MCTS if args.dry_run else {}), "tick_barrier": tick_barrier}
+                mcts = from_mapping(MCTSParams, with_seed(MCTSParams, raw, first), "params.yaml: mcts")
+                trees, stats = search_shard(sft_models["fp32", first], prompts, 1, mcts,
+                                            dataclasses.replace(fp32, dtype="bfloat16"), JudgeParams(),
+                                            RewardParams(), None)
+                searched[tick_barrier] = trees
+                same = {"same_trees_as_lock_step": trees == searched[True]} if True in searched else {}
+                return {"trees": stats.trees, "nodes": stats.nodes, "search_s": round(stats.seconds, 1),
+                        "nodes_per_s": round(stats.nodes / max(stats.seconds, 1e-9), 1), **same}
+            return run
+
+        # Whether decoding without the tick barrier pays off where a step costs about the same for few rows.
+        check.run(f"seed {first}: SI-MCTS, transformers bf16, lock-step", search(True))
+        check.run(f"seed {first}: SI-MCTS, transformers bf16, no tick barrier", search(False))
         if importlib.util.find_spec("vllm") is None:
             check.skip("vLLM backend", "vllm is not installed here (pip install -e '.[vllm]' on a GPU machine)")
         elif not on_gpu:

@@ -3,10 +3,11 @@
     python benchmarks/mcts_throughput.py [--model models/sft] [--data data/prompts] [--prompts 24]
                                          [--iterations 12]
 
-Builds the same trees (same model, seed prompts of iter_1, iterations and m) twice: with the batched
+Builds the same trees (same model, seed prompts of iter_1, iterations and m) three times: with the batched
 engine (all trees searched together, all their expansions in one generate call per tick with n = m
-per node, then all rollouts in one, then one judge call), and the way the official code does it (one
-tree at a time, every sample its own generate call). Then times the model's plain batched
+per node, then all rollouts in one, then one judge call), with the engine and no tick barrier (each tree's
+next request decoded as soon as its last is back: `mcts.tick_barrier: false`), and the way the official code
+does it (one tree at a time, every sample its own generate call). Then times the model's plain batched
 `model.generate` at the engine's batch size, every row sampling the same number of tokens (no row
 stops early, so no step is spent on padding): on prompts the engine sent, for the engine's mean
 completion length, and on the seed prompts for a whole step's tokens (decoding alone, what the
@@ -94,6 +95,7 @@ def main() -> None:
     engine_nodes, engine = build(recording, prompts, params)
     sequential = dataclasses.replace(params, concurrent_trees=1)
     one_nodes, one = build(SequentialBackend(backend), prompts, sequential)
+    free_nodes, free = build(backend, prompts, dataclasses.replace(params, tick_barrier=False))
     # The engine's batch: every tree's m children at once, at most the backend's batch size.
     batch_size = min(backend.batch_size, min(params.concurrent_trees, len(prompts)) * params.children)
     sample = random.Random(params.seed).choices(recording.prompts, k=batch_size)
@@ -112,6 +114,7 @@ def main() -> None:
     print(f"trees: {len(prompts)}  iterations: {params.iterations}  m: {params.children}  "
           f"batch: {batch_size}  mean completion: {mean_length} tokens")
     engine_nodes_s, engine_tokens_s = line("engine:", engine_nodes, engine)
+    free_nodes_s, _ = line("engine, no tick barrier:", free_nodes, free)
     one_nodes_s, one_tokens_s = line("one request at a time:", one_nodes, one)
     print(f"{'raw batched generate:':24s} {batch_size} rows x {mean_length} tokens of the engine's prompts = "
           f"{raw:7.1f} tokens/s")
@@ -119,6 +122,7 @@ def main() -> None:
           f"{decoding:7.1f} tokens/s")
     print(f"engine / one at a time: {engine_nodes_s / one_nodes_s:.1f}x nodes/s, "
           f"{engine_tokens_s / one_tokens_s:.1f}x tokens/s")
+    print(f"no tick barrier / engine: {free_nodes_s / engine_nodes_s:.2f}x nodes/s")
     print(f"engine / raw generate:  {engine_tokens_s / raw:.0%} of its tokens/s on the engine's prompts, "
           f"{engine_tokens_s / decoding:.0%} of raw decoding's")
 

@@ -17,6 +17,8 @@ one call, then backup. A finished tree is handed to `on_done` (for checkpointing
 next waiting prompt, so at most `concurrent_trees` trees are in memory. After every tick `on_tick` sees
 the active and waiting trees: `Tree.state` and `Tree.restore` carry a partial tree (its nodes and random
 stream) across a kill, so a search resumed from the same trees in the same order repeats the same ticks.
+Without the barrier (`tick_barrier: false`, `_Unbarriered`) a tree sends its next request as soon as its last
+is back, builds the same tree, and the state is taken at quiet points instead of ticks.
 A backend's prompt cache (`forget_prefixes`) lives for the whole run, so the expansion of a node runs from
 the KV its rollout left, ticks before. A resumed search starts with an empty cache and computes those
 prompts afresh, and the recomputed KV can round differently in the last bits; where that flips a sampled
@@ -59,6 +61,9 @@ class MCTSParams:
     visit_all: bool = True  # the final "visit every unvisited node once" pass
     rollouts: int = 1  # rollouts per evaluation of a non-terminal node (official: 1); each is backed up
     cut_steps: str = "end"  # a step cut at max_step_tokens: end (judged as it stands) | continue (official)
+    # false: a tree's next request goes out as soon as its last is back (the transformers backend with rule
+    # judges; elsewhere lock-step anyway). The same trees; not faster on 2 CPU cores (docs/performance.md).
+    tick_barrier: bool = True
     workers: int = 1  # > 1: prompts sharded over this many Ray actors, one engine each (the ray extra)
     ray_address: str = ""  # workers > 1: "" a private local Ray instance; "auto" or an address: join that cluster
     gpus_per_worker: float = 0.0  # GPUs each Ray actor asks for (a vLLM engine spans them); 0: CPU actors
@@ -287,6 +292,15 @@ class SIMCTS:
             tree.iterations_done += 1
         return finishing
 
+    def _streams(self) -> bool:
+        """Whether this search can run without the tick barrier: a backend that streams (the transformers engine)
+        and judges that apply rules (a model judge, asked one answer at a time, would run as many small calls)."""
+        if getattr(self.backend, "stream", None) is not None and not getattr(self.judge, "uses_model", True):
+            return True
+        log.warning("mcts.tick_barrier: false needs backend.name: transformers and rule judges; searching in "
+                    "lock-step ticks")
+        return False
+
     def run(
         self,
         trees: Sequence[Tree],
@@ -294,11 +308,15 @@ class SIMCTS:
         progress: Callable[[Tree], None] = lambda tree: None,
         active: Sequence[Tree] = (),
         on_tick: Callable[[list[Tree], list[Tree]], None] = lambda active, waiting: None,
+        quiet_every_s: float = math.inf,
     ) -> None:
         """Search every tree to completion, `concurrent_trees` at a time, calling `on_done` per finished tree.
 
-        `active` are trees already in the pool (a resumed search), searched before any of `trees`;
-        `on_tick(active, waiting)` is called after every tick, once finished trees are handed over.
+        `active` are trees already in the pool (a resumed search), searched before any of `trees`. In lock-step
+        ticks `on_tick(active, waiting)` is called after every tick, once finished trees are handed over.
+        Without the tick barrier (`tick_barrier: false`, a backend that streams and rule judges: `_Unbarriered`)
+        it is called at quiet points, every tree between two rounds and no request in flight, reached every
+        `quiet_every_s` seconds.
         """
         start = time.perf_counter()
         # One prompt cache for the whole run, emptied here (the module docstring says why, and what resuming costs).
@@ -307,17 +325,181 @@ class SIMCTS:
             forget_prefixes()
         waiting = list(trees)[::-1]
         active = list(active)
-        while waiting or active:
+
+        def finish(tree: Tree) -> None:
+            active.remove(tree)
+            self.stats.trees += 1
+            self.stats.nodes += len(tree.nodes)
+            on_done(tree)
+            progress(tree)
+
+        def fill() -> list[Tree]:
+            joining = []
             while waiting and len(active) < self.params.concurrent_trees:
-                active.append(waiting.pop())
-            for tree in self.tick(active):
-                active.remove(tree)
-                self.stats.trees += 1
-                self.stats.nodes += len(tree.nodes)
-                on_done(tree)
-                progress(tree)
-            on_tick(active, waiting[::-1])
+                joining.append(waiting.pop())
+                active.append(joining[-1])
+            return joining
+
+        if not self.params.tick_barrier and self._streams():
+            _Unbarriered(self, active, waiting, finish, fill, on_tick, quiet_every_s).run()
+        else:
+            while waiting or active:
+                fill()
+                for tree in self.tick(active):
+                    finish(tree)
+                on_tick(active, waiting[::-1])
         self.stats.seconds += time.perf_counter() - start
+
+
+class _Unbarriered:
+    """SI-MCTS without a tick barrier: every tree goes through the rounds of `SIMCTS.tick` (select, expand the
+    leaf if visited, select, evaluate; after its last iteration, the visit-all pass), but a tree's next request
+    goes to the backend as soon as its last one is back, so no tree waits for the slowest of a tick. A round
+    asks for the same samples under the same keys as in lock-step, and its backups land in lock-step's order
+    (the visit-all round's rollouts are held until all are back) before the tree selects again, so each tree is
+    built as in lock-step, up to the rounding a different batch can cause in the samples themselves.
+
+    Quiet points, for checkpoints: every `quiet_every_s` seconds, trees that end a round wait instead of
+    starting the next, until no request is in flight; then `on_tick(active, waiting)` and all go on.
+    """
+
+    def __init__(self, search: SIMCTS, active: list[Tree], waiting: list[Tree], finish: Callable[[Tree], None],
+                 fill: Callable[[], list[Tree]], on_tick: Callable[[list[Tree], list[Tree]], None],
+                 quiet_every_s: float):
+        self.search, self.params = search, search.params
+        # Expansions and rollouts share temperature, top-p and top-k; each request sets its own token limit.
+        # Requests come one by one: joining only once the waiting samples are half the running ones cut the
+        # default's iteration-1 search from 34.5 to 31.7 s here (prefill passes with one or two rows).
+        self.stream = search.backend.stream(search.expand_sampling, join_share=0.5)
+        self.active, self.waiting, self.finish, self.fill, self.on_tick = active, waiting, finish, fill, on_tick
+        self.quiet_every_s = quiet_every_s
+        self.requests: dict[int, tuple[Tree, int, str]] = {}  # stream request -> (tree, node, expand | rollout)
+        self.to_judge: list[tuple[Tree, int, str | None]] = []  # (tree, node, rollout text if one was sampled)
+        self.open: dict[str, int] = {}  # tree id -> requests and judgements of its round not back yet
+        self.last_round: dict[str, list[int]] = {}  # trees in their visit-all round -> the nodes rolled out
+        self.held: dict[str, dict[int, list[str]]] = {}  # their rollouts back so far: node -> texts
+        self.ended: list[Tree] = []  # trees whose round has everything back
+        self.parked: list[Tree] = []  # trees waiting for a quiet point
+
+    def run(self) -> None:
+        self.last_quiet = time.monotonic()
+        self.fill()
+        for tree in list(self.active):
+            self.begin(tree)
+        self.settle()
+        while self.active:
+            if self.stream.busy:
+                for request in self.stream.step():
+                    self.returned(request)
+                self.settle()
+            if not self.stream.busy and not self.to_judge:  # a quiet point: every active tree is parked
+                self.on_tick(self.active, self.waiting[::-1])
+                self.last_quiet = time.monotonic()
+                parked, self.parked = self.parked, []
+                for tree in parked:
+                    self.begin(tree)
+                self.settle()
+
+    def begin(self, tree: Tree) -> None:
+        """Start a tree's next round: its search step, or the visit-all pass after its last iteration."""
+        self.open[tree.tree_id] = 0
+        if tree.iterations_done < self.params.iterations:
+            node_id = tree.select(0, self.params)
+            if tree.expandable(node_id, self.params):
+                self.ask(tree, node_id, "expand")
+            else:
+                self.evaluate(tree, [node_id])
+        else:
+            self.last_round[tree.tree_id], self.held[tree.tree_id] = [], {}
+            self.evaluate(tree, [n.node_id for n in tree.nodes if n.visits == 0] if self.params.visit_all else [])
+        self.close(tree)
+
+    def ask(self, tree: Tree, node_id: int, kind: str) -> None:
+        expand = kind == "expand"
+        key = f"{tree.tree_id}/{kind}/{node_id}" + ("" if expand else f"/{tree.nodes[node_id].evaluations}")
+        request = self.stream.add(tree.prompt_text + tree.path_text(node_id),
+                                  self.params.children if expand else self.params.rollouts,
+                                  "step" if expand else "response", key,
+                                  None if expand else self.params.max_response_tokens)
+        self.requests[request] = (tree, node_id, kind)
+        self.open[tree.tree_id] += 1
+        if not expand and tree.tree_id in self.last_round:
+            self.last_round[tree.tree_id].append(node_id)
+        self.search.stats.generate_calls += 1
+
+    def evaluate(self, tree: Tree, node_ids: list[int]) -> None:
+        """As `SIMCTS._evaluate` for one tree: reuse a terminal reward, judge a terminal step, roll out the rest."""
+        for node_id in node_ids:
+            node = tree.nodes[node_id]
+            if node.terminal and node.reward is not None:
+                tree.backup(node_id, node.reward)
+            elif node.terminal:
+                self.to_judge.append((tree, node_id, None))
+                self.open[tree.tree_id] += 1
+            else:
+                self.ask(tree, node_id, "rollout")
+
+    def returned(self, request: int) -> None:
+        tree, node_id, kind = self.requests.pop(request)
+        samples = self.stream.completions(request)
+        self.search.stats.generated_tokens += sum(c.n_tokens for c in samples)
+        if kind == "expand":
+            tree.add_children(node_id, [(c.text, c.n_tokens, c.stopped) for c in samples], self.params.cut_steps)
+            self.evaluate(tree, [tree.select(node_id, self.params)])
+        elif tree.tree_id in self.last_round:  # judged and backed up in the order they were asked for
+            held = self.held[tree.tree_id]
+            held[node_id] = [c.text for c in samples]
+            if len(held) == len(self.last_round[tree.tree_id]):
+                self.judge_rollouts(tree, [(n, held[n]) for n in self.last_round[tree.tree_id]])
+        else:
+            self.judge_rollouts(tree, [(node_id, [c.text for c in samples])])
+        self.open[tree.tree_id] -= 1
+        self.close(tree)
+
+    def judge_rollouts(self, tree: Tree, rollouts: list[tuple[int, list[str]]]) -> None:
+        for node_id, texts in rollouts:
+            self.to_judge += [(tree, node_id, text) for text in texts]
+            self.open[tree.tree_id] += len(texts)
+
+    def close(self, tree: Tree) -> None:
+        if not self.open[tree.tree_id]:
+            self.ended.append(tree)
+
+    def settle(self) -> None:
+        """Judge what is waiting (one call), end the rounds that have everything back and start the next ones,
+        until nothing is left to judge."""
+        while True:
+            while self.ended:
+                self.end_round(self.ended.pop(0))
+            if not self.to_judge:
+                return
+            judged, self.to_judge = self.to_judge, []
+            self.search.stats.judge_calls += 1
+            scores = self.search.judge([t.prompt for t, _, _ in judged],
+                                       [t.path_text(n) + (r or "") for t, n, r in judged])
+            for (tree, node_id, rollout), score in zip(judged, scores):
+                node = tree.nodes[node_id]
+                if node.terminal:
+                    node.reward, node.safety, node.helpfulness = score.reward, score.safety, score.helpfulness
+                elif node.rollout is None:  # the first rollout is kept: a whole answer with its reward, for the PRM
+                    node.rollout, node.rollout_reward = rollout, score.reward
+                tree.backup(node_id, score.reward)
+                self.open[tree.tree_id] -= 1
+                self.close(tree)
+
+    def end_round(self, tree: Tree) -> None:
+        if tree.tree_id in self.last_round:
+            del self.last_round[tree.tree_id], self.held[tree.tree_id]
+            self.finish(tree)
+            joining = self.fill()
+        else:
+            tree.iterations_done += 1
+            joining = [tree]
+        for next_tree in joining:
+            if time.monotonic() - self.last_quiet >= self.quiet_every_s:
+                self.parked.append(next_tree)
+            else:
+                self.begin(next_tree)
 
 
 def make_trees(prompts: Sequence[SeedPrompt], prompt_texts: Sequence[str], prompt_tokens: Sequence[int],

@@ -41,10 +41,11 @@ def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, pa
 
     With a checkpoint, every finished tree is saved as it finishes, and the whole search state (partial
     trees, waiting order, the backend's sampling state, counters) after the first tick and then every
-    `checkpoint_every_s` seconds; a run resumed from it repeats the interrupted run's remaining ticks, so it
+    `checkpoint_every_s` seconds (without the tick barrier: at a quiet point every `checkpoint_every_s`
+    seconds, see `SIMCTS.run`); a run resumed from it repeats the interrupted run's remaining ticks, so it
     writes the same trees (a judge model of its own keeps no sampling state to save; the prompt cache is
     computed afresh, see `stair.mcts`). Without a saved state it starts over. `on_tree` sees every finished
-    tree (restored ones first); `on_tick` the number of each tick done (a test's kill switch).
+    tree (restored ones first); `on_tick` the number of each tick (or quiet point) done (a test's kill switch).
     """
     backend = make_backend(policy, backend_params, seed=params.seed + seed_offset)
     # 'self' is the policy searched here (the paper's self-rewarding); any other judge model is loaded once.
@@ -89,7 +90,7 @@ def search_shard(policy: Path, prompts: Sequence[SeedPrompt], iteration: int, pa
             last_save = time.monotonic()
         on_tick(tick)
 
-    search.run(waiting, on_done=finish, active=active, on_tick=after_tick)
+    search.run(waiting, on_done=finish, active=active, on_tick=after_tick, quiet_every_s=checkpoint_every_s)
     return [done[t.tree_id] for t in trees], search.stats
 
 

@@ -20,7 +20,10 @@ def test_the_dry_run_trains_both_dtypes_judges_them_and_says_what_it_skipped(tmp
     assert steps == ["seed 0: world and base model", "seed 0: SFT in fp32",
                      "seed 0: held-out greedy of the fp32 SFT (fp32 decoding)", "seed 0: SFT in bf16",
                      "seed 0: held-out greedy of the bf16 SFT (fp32 decoding)",
-                     "seed 0: held-out greedy, transformers backend in bf16"]
+                     "seed 0: held-out greedy, transformers backend in bf16",
+                     "seed 0: SI-MCTS, transformers bf16, lock-step",
+                     "seed 0: SI-MCTS, transformers bf16, no tick barrier"]
+    assert report["steps"][-1]["same_trees_as_lock_step"] in (True, False) and report["steps"][-1]["nodes"] > 0
     assert all(r["n"] > 0 and r["format_ok_rate"] is not None for r in report["runs"]["fp32"] + report["runs"]["bf16"])
     skipped = "\n".join(report["skipped"])
     assert "bf16 training: no GPU" in skipped and "seeds [1]" in skipped

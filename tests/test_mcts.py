@@ -8,6 +8,7 @@ import pytest
 
 from schemas import SeedPrompt
 from stair.format import render_output, render_step
+from stair.generation import Completion
 from stair.judges import JudgeParams, make_judge
 from stair.mcts import (
     SIMCTS,
@@ -161,7 +162,8 @@ class Killed(Exception):
     """Stands for a kill at a chosen tick (deterministic, unlike a signal sent after a sleep)."""
 
 
-def _shard_search(tiny, folder, checkpoint_every_s: float = 0.0, kill_at: int | None = None, seen=None):
+def _shard_search(tiny, folder, checkpoint_every_s: float = 0.0, kill_at: int | None = None, seen=None,
+                  tick_barrier: bool = True):
     from stair.checkpoint import TreeCheckpoint
     from stair.generation import BackendParams
     from stair.scaleout import search_shard
@@ -173,7 +175,7 @@ def _shard_search(tiny, folder, checkpoint_every_s: float = 0.0, kill_at: int | 
             raise Killed
 
     params = MCTSParams(iterations=4, children=2, max_depth=3, max_step_tokens=6, max_response_tokens=12,
-                        concurrent_trees=2, seed=3)
+                        concurrent_trees=2, tick_barrier=tick_barrier, seed=3)
     checkpoint = TreeCheckpoint(folder, "fingerprint") if folder is not None else None
     return search_shard(tiny, _prompts(5), 1, params, BackendParams(device="cpu", batch_size=8), JudgeParams(),
                         REWARD, checkpoint, on_tick=on_tick, checkpoint_every_s=checkpoint_every_s)
@@ -211,6 +213,21 @@ def test_a_killed_search_resumes_to_byte_identical_nodes(tiny, tmp_path) -> None
         assert resumed_ticks[-1] == ticks[-1] and resumed_stats.generate_calls == stats.generate_calls
         if every_s == 0.0:  # nothing before the kill is searched again
             assert resumed_ticks[0] == kill_at + 1
+
+
+def test_a_search_without_the_tick_barrier_resumes_from_a_quiet_point_to_the_same_nodes(tiny, tmp_path) -> None:
+    quiet_points: list[int] = []
+    trees, stats = _shard_search(tiny, None, seen=quiet_points, tick_barrier=False)
+    expected = [row for tree in trees for row in tree]
+    # checkpoint_every_s 0: a quiet point after every round of every tree, the state saved at each.
+    kill_at = random.Random(17).randint(2, len(quiet_points) - 1)
+    folder = tmp_path / "checkpoint"
+    with pytest.raises(Killed):
+        _shard_search(tiny, folder, 0.0, kill_at=kill_at, tick_barrier=False)
+    resumed: list[int] = []
+    trees, resumed_stats = _shard_search(tiny, folder, 0.0, seen=resumed, tick_barrier=False)
+    assert [row for tree in trees for row in tree] == expected
+    assert resumed[0] == kill_at + 1 and resumed_stats.generate_calls == stats.generate_calls
 
 
 def test_an_expansion_in_a_later_tick_runs_from_the_cached_rollout_of_its_node(tiny) -> None:
@@ -354,17 +371,20 @@ def test_a_step_that_ended_the_turn_is_terminal_in_both_modes(cut_steps: str) ->
     assert [tree.nodes[i].terminal for i in tree.nodes[0].children] == [True, cut_steps == "end", False]
 
 
-def test_trees_do_not_depend_on_how_many_are_searched_together(tiny) -> None:
+def test_trees_do_not_depend_on_how_many_are_searched_together_or_on_the_tick_barrier(tiny) -> None:
     from stair.generation import TransformersBackend
 
-    def nodes(concurrent_trees: int, batch_size: int) -> list:
+    def nodes(concurrent_trees: int, batch_size: int, tick_barrier: bool = True) -> list:
         backend = TransformersBackend.from_path(tiny, batch_size=batch_size, seed=3)
         params = MCTSParams(iterations=6, children=2, max_depth=3, max_step_tokens=4, max_response_tokens=12,
-                            cut_steps="continue", concurrent_trees=concurrent_trees, seed=3)
+                            cut_steps="continue", concurrent_trees=concurrent_trees, tick_barrier=tick_barrier,
+                            seed=3)
         prompts = _prompts(4)
         texts = [chat_prompt(backend.tokenizer, p.text) for p in prompts]
         trees = make_trees(prompts, texts, backend.count_tokens(texts), 1, params.seed)
-        SIMCTS(backend, make_judge(JudgeParams(), REWARD), params).run(trees)
+        search = SIMCTS(backend, make_judge(JudgeParams(), REWARD), params)
+        search.run(trees)
+        assert search.stats.trees == 4 and search.stats.nodes == sum(len(t.nodes) for t in trees)
         return [row for tree in trees for row in tree.rows(1)]
 
     together = nodes(4, 64)
@@ -373,3 +393,111 @@ def test_trees_do_not_depend_on_how_many_are_searched_together(tiny) -> None:
     # share a batch change them; and the same params and seed give the same nodes.
     assert nodes(1, 2) == together
     assert nodes(4, 64) == together
+    # Without the barrier a tree asks for the same samples, and its rounds back up before it selects again.
+    assert nodes(4, 64, tick_barrier=False) == together
+    assert nodes(2, 8, tick_barrier=False) == together
+
+
+class _Paced(ScriptedBackend):
+    """Scripted samples drawn from each request's own stream (keyed), and a `stream` in which the requests of
+    tree `fast` are answered after one step and all others after five."""
+
+    keyed = True
+
+    def __init__(self, fast: str, on_add):
+        super().__init__()
+        self.fast, self.on_add = fast, on_add
+
+    def generate(self, prompts, n, sampling, mode, keys):
+        for key in keys:
+            self.on_add(key)
+        return [self.samples(prompt, n, mode, key) for prompt, key in zip(prompts, keys)]
+
+    def samples(self, prompt: str, n: int, mode: str, key: str) -> list[Completion]:
+        self.rng = random.Random(key)
+        return [Completion(text, len(text.split()), True) for text in (self._next(prompt, mode) for _ in range(n))]
+
+    def stream(self, sampling, join_share=0.0):
+        backend, answers, due = self, {}, {}  # request -> samples; request -> steps left
+
+        class Stream:
+            busy = property(lambda self: bool(due))
+
+            def add(self, prompt, n, mode, key, max_new_tokens=None):
+                backend.on_add(key)
+                request = len(answers)
+                answers[request] = backend.samples(prompt, n, mode, key)
+                due[request] = 1 if key.startswith(backend.fast + "/") else 5
+                return request
+
+            def step(self):
+                for request in due:
+                    due[request] -= 1
+                done = [request for request, left in due.items() if not left]
+                for request in done:
+                    del due[request]
+                return done
+
+            def completions(self, request):
+                return answers[request]
+
+        return Stream()
+
+
+def test_without_the_tick_barrier_a_tree_does_not_wait_for_the_others_and_builds_the_same_tree() -> None:
+    def search(tick_barrier: bool) -> tuple[list, list[int]]:
+        params = MCTSParams(iterations=5, children=2, max_depth=4, tick_barrier=tick_barrier, seed=3)
+        prompts = _prompts(3)
+        trees = make_trees(prompts, [p.text for p in prompts], [len(p.text.split()) for p in prompts], 1, 3)
+        by_id = {tree.tree_id: tree for tree in trees}
+        rounds: list[int] = []  # the asking tree's round, per request, in the order they reach the backend
+        backend = _Paced(trees[0].tree_id, lambda key: rounds.append(by_id[key.split("/")[0]].iterations_done))
+        SIMCTS(backend, make_judge(JudgeParams(), REWARD), params).run(trees)
+        return [row for tree in trees for row in tree.rows(1)], rounds
+
+    lock_step, rounds = search(tick_barrier=True)
+    unbarriered, unbarriered_rounds = search(tick_barrier=False)
+    assert unbarriered == lock_step and len(lock_step) > 3 * 5
+    # In lock-step no tree asks for round r + 1 before every tree has asked for round r; without the barrier
+    # the tree whose answers come back sooner runs ahead.
+    assert rounds == sorted(rounds) and unbarriered_rounds != sorted(unbarriered_rounds)
+    assert sorted(unbarriered_rounds) == rounds
+
+
+def test_a_quiet_point_holds_trees_at_different_rounds_and_resuming_from_it_builds_the_same_trees(monkeypatch) -> None:
+    import itertools
+    import time
+
+    params = MCTSParams(iterations=6, children=2, max_depth=4, tick_barrier=False, seed=3)
+    prompts = _prompts(3)
+
+    def fresh() -> list[Tree]:
+        return make_trees(prompts, [p.text for p in prompts], [len(p.text.split()) for p in prompts], 1, 3)
+
+    finished: dict[str, Tree] = {}
+
+    def search(trees, active=(), quiet_every_s=math.inf, on_tick=lambda active, waiting: None) -> None:
+        backend = _Paced(fresh()[0].tree_id, lambda key: None)
+        SIMCTS(backend, make_judge(JudgeParams(), REWARD), params).run(
+            trees, on_done=lambda tree: finished.setdefault(tree.tree_id, tree), active=active, on_tick=on_tick,
+            quiet_every_s=quiet_every_s)
+
+    expected = fresh()
+    search(expected)
+    finished.clear()
+    clock = itertools.count()  # a clock that ticks once per reading: quiet points come after a set amount of work
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))
+    saved: dict = {}
+
+    def kill(active, waiting) -> None:
+        saved.update(states=json.loads(json.dumps([t.state() for t in active])), waiting=[t.tree_id for t in waiting])
+        raise Killed
+
+    with pytest.raises(Killed):
+        search(fresh(), quiet_every_s=12, on_tick=kill)
+    # The tree answered sooner ran ahead of the others, or finished while they searched on.
+    rounds = [state["iterations_done"] for state in saved["states"]]
+    assert len(set(rounds)) > 1 or finished
+    by_id = {t.tree_id: t for t in fresh()}
+    search([by_id[i] for i in saved["waiting"]], active=[by_id[s["tree_id"]].restore(s) for s in saved["states"]])
+    assert [finished[t.tree_id].rows(1) for t in expected] == [t.rows(1) for t in expected]

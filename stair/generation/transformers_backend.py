@@ -1,5 +1,6 @@
 """Continuous batching over a transformers model's KV cache (`backend.name=transformers`, CPU or GPU)."""
 
+import bisect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,14 +99,17 @@ class TransformersBackend:
             self.forget_prefixes()  # a caller that resumes between such calls must find the same (empty) cache
         elif len(keys) != len(prompts):
             raise ValueError(f"{len(keys)} keys for {len(prompts)} prompts")
-        copies = 1 if sampling.greedy else n
-        prompt_ids = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        samples = self._run(prompt_ids, copies, keys, sampling, self._stop_ids[mode])
-        results = []
-        for per_prompt in samples:
-            completions = [Completion(self._decode(ids), len(ids), stopped) for ids, stopped in per_prompt]
-            results.append(completions * n if sampling.greedy else completions)
-        return results
+        stream = self.stream(sampling)
+        requests = [stream.add(prompt, n, mode, key) for prompt, key in zip(prompts, keys)]
+        while stream.busy:
+            stream.step()
+        return [stream.completions(request) for request in requests]
+
+    def stream(self, sampling: Sampling, join_share: float = 0.0) -> "Stream":
+        """Requests decoded together as they are added, each handed back as soon as its samples are done (for a
+        caller that acts on one result while others decode: SI-MCTS without a tick barrier); waiting samples
+        join once they are `join_share` of the running ones."""
+        return Stream(self, sampling, join_share)
 
     def _forward(self, input_ids, mask, positions, cache):
         """Last-position logits (float32) of one forward pass that appends `input_ids` to `cache`."""
@@ -153,52 +157,120 @@ class TransformersBackend:
                 layer.keys, layer.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
         return cache, mask.index_select(0, rows), logits.index_select(0, rows)
 
-    def _run(self, prompt_ids: list[list[int]], copies: int, keys: Sequence[str], sampling: Sampling,
-             stop_ids: frozenset) -> list[list[tuple[list[int], bool]]]:
-        """Decode `copies` samples of every prompt; returns (token ids, stopped) per sample, in order."""
+
+class Stream:
+    """Text in, completions out, over one `_Decoding`: `add` requests at any time, `step` until `busy` is false,
+    reading each request's `completions` once `step` has returned it. Requests share the stream's temperature,
+    top-p and top-k; each has its own mode (stop tokens), token limit and key (its samples' seeds)."""
+
+    def __init__(self, backend: "TransformersBackend", sampling: Sampling, join_share: float = 0.0):
+        self.backend, self.sampling = backend, sampling
+        self.decoding = _Decoding(backend, sampling, join_share)
+        self.copies: list[int] = []  # per request: samples asked for (greedy decodes one and repeats it)
+
+    @property
+    def busy(self) -> bool:
+        return self.decoding.busy
+
+    def add(self, prompt: str, n: int, mode: Mode, key: str, max_new_tokens: int | None = None) -> int:
+        """Queue n samples of `prompt`; returns the request's index."""
+        ids = self.backend.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        copies = 1 if self.sampling.greedy else n
+        self.copies.append(n)
+        return self.decoding.add(ids, copies, key, max_new_tokens or self.sampling.max_new_tokens,
+                                 self.backend._stop_ids[mode])
+
+    def step(self) -> list[int]:
+        """One decoding step; returns the requests that finished in it."""
+        return self.decoding.step()
+
+    def completions(self, request: int) -> list[Completion]:
+        decode = self.backend._decode
+        done = [Completion(decode(ids), len(ids), stopped) for ids, stopped in self.decoding.samples[request]]
+        return done * self.copies[request] if self.sampling.greedy else done
+
+
+class _Decoding:
+    """Samples decoding together with one sampling rule (temperature, top-p, top-k), each request with its own
+    stop tokens and token limit: requests are added, and `step` decodes one token of every running sample.
+
+    Waiting samples join in order of prompt length (then request, then sample), so a prefill pads little, and
+    only once they are at least `join_share` of the running ones (a prefill pass costs a decoding step or more
+    whatever its rows); a sample that stops frees its slot for a waiting one (`_Batch`).
+    """
+
+    def __init__(self, backend: TransformersBackend, sampling: Sampling, join_share: float = 0.0):
+        self.backend, self.sampling, self.join_share = backend, sampling, join_share
+        self.prompts: list[list[int]] = []
+        self.samples: list[list[tuple[list[int], bool] | None]] = []  # per request: (token ids, stopped) per sample
+        self.rows: list[tuple[str, int, frozenset]] = []  # per request: key, token limit, stop ids
+        self.waiting: list[tuple[int, int, int]] = []  # (prompt length, request, sample), in joining order
+        self.unfinished: list[int] = []  # per request: samples not yet done
+        self.batch = _Batch()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.batch.live)
+
+    def add(self, prompt_ids: list[int], copies: int, key: str, max_new_tokens: int, stop_ids: frozenset) -> int:
+        """Queue `copies` samples of a prompt; returns the request's index."""
+        request = len(self.prompts)
+        self.prompts.append(prompt_ids)
+        self.samples.append([None] * copies)
+        self.rows.append((key, max_new_tokens, stop_ids))
+        self.unfinished.append(copies)
+        for sample in range(copies):
+            bisect.insort(self.waiting, (len(prompt_ids), request, sample))
+        return request
+
+    def step(self) -> list[int]:
+        """Let waiting samples join, sample one token for every running sample, run the next forward; returns
+        the requests whose last sample finished in this step."""
         import torch
 
-        device = self.model.device
-        results: list[list[tuple[list[int], bool] | None]] = [[None] * copies for _ in prompt_ids]
-        # Waiting samples as (prompt, sample) pairs, prompts of like length together so a prefill pads little.
-        waiting = [(i, j) for i in sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-                   for j in range(copies)][::-1]
-        batch = _Batch()
+        backend, batch = self.backend, self.batch
+        device = backend.model.device
         with torch.no_grad():
-            while batch.live or waiting:
-                # Waiting samples take the free slots, a few at a time (a prefill pass costs more for few rows).
-                free = self.batch_size - batch.live
-                if waiting and free >= min(len(waiting), max(1, self.batch_size // 8)):
-                    joining = sorted(waiting.pop() for _ in range(min(free, len(waiting))))
-                    prompts = sorted({i for i, _ in joining})
-                    batch.place(*self._prefill([prompt_ids[i] for i in prompts],
-                                               [sum(i == p for i, _ in joining) for p in prompts]),
-                                [_Row(i, j, random.Random(request_seed(self.seed, keys[i], j)), len(prompt_ids[i]))
-                                 for i, j in joining])
-                slots = [slot for slot, row in enumerate(batch.rows) if row is not None]
-                logits = batch.logits.index_select(0, torch.tensor(slots, device=device))
-                tokens = sample_tokens(logits, sampling, [batch.rows[slot].rng.random() for slot in slots])
-                finished = []
-                for slot, token in zip(slots, tokens):
-                    row = batch.rows[slot]
-                    row.tokens.append(token)
-                    if token in stop_ids or len(row.tokens) >= sampling.max_new_tokens:
-                        results[row.request][row.sample] = (row.tokens, token in stop_ids)
-                        finished.append(slot)
-                batch.finish(finished)
-                if not batch.live:
-                    batch = _Batch()
-                    continue
-                batch.tidy(refill=bool(waiting))
-                pad = self.tokenizer.pad_token_id
-                step = [[row.tokens[-1] if row else pad] for row in batch.rows]
-                positions = torch.tensor([[row.position if row else 0] for row in batch.rows], device=device)
-                for row in batch.rows:
-                    if row:
-                        row.position += 1
-                batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)
-                batch.logits = self._forward(torch.tensor(step, device=device), batch.mask, positions, batch.cache)
-        return results
+            # Waiting samples take the free slots, a few at a time (a prefill pass costs more for few rows).
+            free = backend.batch_size - batch.live
+            if (self.waiting and free >= min(len(self.waiting), max(1, backend.batch_size // 8))
+                    and len(self.waiting) >= self.join_share * batch.live):
+                taken = min(free, len(self.waiting))
+                joining = sorted((request, sample) for _, request, sample in self.waiting[:taken])
+                del self.waiting[:taken]
+                prompts = sorted({request for request, _ in joining})
+                batch.place(*backend._prefill([self.prompts[i] for i in prompts],
+                                              [sum(i == p for i, _ in joining) for p in prompts]),
+                            [_Row(i, j, random.Random(request_seed(backend.seed, self.rows[i][0], j)),
+                                  len(self.prompts[i])) for i, j in joining])
+            slots = [slot for slot, row in enumerate(batch.rows) if row is not None]
+            logits = batch.logits.index_select(0, torch.tensor(slots, device=device))
+            tokens = sample_tokens(logits, self.sampling, [batch.rows[slot].rng.random() for slot in slots])
+            finished, done = [], []
+            for slot, token in zip(slots, tokens):
+                row = batch.rows[slot]
+                row.tokens.append(token)
+                _, max_new_tokens, stop_ids = self.rows[row.request]
+                if token in stop_ids or len(row.tokens) >= max_new_tokens:
+                    self.samples[row.request][row.sample] = (row.tokens, token in stop_ids)
+                    finished.append(slot)
+                    self.unfinished[row.request] -= 1
+                    if not self.unfinished[row.request]:
+                        done.append(row.request)
+            batch.finish(finished)
+            if not batch.live:
+                self.batch = _Batch()
+                return done
+            batch.tidy(refill=bool(self.waiting))
+            pad = backend.tokenizer.pad_token_id
+            step = [[row.tokens[-1] if row else pad] for row in batch.rows]
+            positions = torch.tensor([[row.position if row else 0] for row in batch.rows], device=device)
+            for row in batch.rows:
+                if row:
+                    row.position += 1
+            batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], dim=1)
+            batch.logits = backend._forward(torch.tensor(step, device=device), batch.mask, positions, batch.cache)
+        return done
 
 
 class _Batch:

@@ -170,6 +170,11 @@ class Judge:
     def __init__(self, safety: JudgeFn, helpfulness: JudgeFn, reward: RewardParams):
         self.safety, self.helpfulness, self.reward = safety, helpfulness, reward
 
+    @property
+    def uses_model(self) -> bool:
+        """Whether a judgement generates (a model judge), rather than applying rules."""
+        return isinstance(self.safety, ModelJudge) or isinstance(self.helpfulness, ModelJudge)
+
     def _verdicts(self, judge: JudgeFn, score: str, prompts, parsed, responses) -> list[Verdict]:
         fixed = [fixed_scores(self.reward, p.kind).get(score) for p in prompts]
         asked = [i for i, value in enumerate(fixed) if value is None]
