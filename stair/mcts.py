@@ -266,12 +266,17 @@ class SIMCTS:
         )
         for (tree, node_id), samples in zip(rollouts, outputs):
             to_judge += [(tree, node_id, sample.text) for sample in samples]
-        if not to_judge:
+        self.judge_and_back_up(to_judge)
+
+    def judge_and_back_up(self, work: list[tuple[Tree, int, str | None]]) -> None:
+        """Judge (tree, node, rollout text or None for a terminal step) in one call, in order: a terminal node
+        keeps its scores, a node keeps its first rollout and that rollout's reward; back each reward up."""
+        if not work:
             return
         self.stats.judge_calls += 1
-        scores: list[Scored] = self.judge([t.prompt for t, _, _ in to_judge],
-                                          [t.path_text(n) + (r or "") for t, n, r in to_judge])
-        for (tree, node_id, rollout), score in zip(to_judge, scores):
+        scores: list[Scored] = self.judge([t.prompt for t, _, _ in work],
+                                          [t.path_text(n) + (r or "") for t, n, r in work])
+        for (tree, node_id, rollout), score in zip(work, scores):
             node = tree.nodes[node_id]
             if node.terminal:
                 node.reward, node.safety, node.helpfulness = score.reward, score.safety, score.helpfulness
@@ -474,16 +479,8 @@ class _Unbarriered:
             if not self.to_judge:
                 return
             judged, self.to_judge = self.to_judge, []
-            self.search.stats.judge_calls += 1
-            scores = self.search.judge([t.prompt for t, _, _ in judged],
-                                       [t.path_text(n) + (r or "") for t, n, r in judged])
-            for (tree, node_id, rollout), score in zip(judged, scores):
-                node = tree.nodes[node_id]
-                if node.terminal:
-                    node.reward, node.safety, node.helpfulness = score.reward, score.safety, score.helpfulness
-                elif node.rollout is None:  # the first rollout is kept: a whole answer with its reward, for the PRM
-                    node.rollout, node.rollout_reward = rollout, score.reward
-                tree.backup(node_id, score.reward)
+            self.search.judge_and_back_up(judged)
+            for tree, _, _ in judged:
                 self.open[tree.tree_id] -= 1
                 self.close(tree)
 
