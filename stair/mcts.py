@@ -153,6 +153,14 @@ class Tree:
             node_id = node.parent
         return "".join(reversed(steps))
 
+    def request(self, node_id: int, kind: str) -> tuple[str, str]:
+        """The prompt (prompt + path) and key of the node's `expand` or `rollout` request: the key seeds its
+        samples, so the same node asks for the same samples however the search is scheduled."""
+        key = f"{self.tree_id}/{kind}/{node_id}"
+        if kind == "rollout":  # a node evaluated again (rollouts > 1 over the iterations) draws new samples
+            key += f"/{self.nodes[node_id].evaluations}"
+        return self.prompt_text + self.path_text(node_id), key
+
     def select(self, start: int, params: MCTSParams) -> int:
         node = self.nodes[start]
         score = SCORES[params.score]
@@ -237,21 +245,20 @@ class SIMCTS:
         """Select a leaf in every tree; expand the visited ones in one call. Returns tree index -> node to evaluate."""
         selected = {i: tree.select(0, self.params) for i, tree in enumerate(trees)}
         to_expand = [i for i, node in selected.items() if trees[i].expandable(node, self.params)]
-        outputs = self._generate(
-            [trees[i].prompt_text + trees[i].path_text(selected[i]) for i in to_expand],
-            self.params.children, self.expand_sampling, "step",
-            [f"{trees[i].tree_id}/expand/{selected[i]}" for i in to_expand],
-        )
+        requests = [trees[i].request(selected[i], "expand") for i in to_expand]
+        outputs = self._generate([prompt for prompt, _ in requests], self.params.children, self.expand_sampling,
+                                 "step", [key for _, key in requests])
         for i, samples in zip(to_expand, outputs):
             trees[i].add_children(selected[i], [(s.text, s.n_tokens, s.stopped) for s in samples],
                                   self.params.cut_steps)
             selected[i] = trees[i].select(selected[i], self.params)
         return selected
 
-    def _evaluate(self, work: list[tuple[Tree, int]]) -> None:
-        """Evaluate nodes: reuse a terminal reward, else judge the response (after a rollout if not terminal)."""
-        to_judge: list[tuple[Tree, int, str | None]] = []  # (tree, node, rollout text if one was sampled)
-        rollouts: list[tuple[Tree, int]] = []
+    @staticmethod
+    def triage(work: list[tuple[Tree, int]]) -> tuple[list[tuple[Tree, int, str | None]], list[tuple[Tree, int]]]:
+        """Start evaluating nodes: back up a terminal node's known reward now; return the terminal nodes to judge
+        as they stand (with no rollout text) and the other nodes, to judge after a rollout."""
+        to_judge, rollouts = [], []
         for tree, node_id in work:
             node = tree.nodes[node_id]
             if node.terminal and node.reward is not None:
@@ -260,10 +267,14 @@ class SIMCTS:
                 to_judge.append((tree, node_id, None))
             else:
                 rollouts.append((tree, node_id))
-        outputs = self._generate(
-            [t.prompt_text + t.path_text(n) for t, n in rollouts], self.params.rollouts, self.rollout_sampling,
-            "response", [f"{t.tree_id}/rollout/{n}/{t.nodes[n].evaluations}" for t, n in rollouts],
-        )
+        return to_judge, rollouts
+
+    def _evaluate(self, work: list[tuple[Tree, int]]) -> None:
+        """Evaluate nodes: reuse a terminal reward, else judge the response (after a rollout if not terminal)."""
+        to_judge, rollouts = self.triage(work)  # to_judge: (tree, node, rollout text once one is sampled)
+        requests = [t.request(n, "rollout") for t, n in rollouts]
+        outputs = self._generate([prompt for prompt, _ in requests], self.params.rollouts, self.rollout_sampling,
+                                 "response", [key for _, key in requests])
         for (tree, node_id), samples in zip(rollouts, outputs):
             to_judge += [(tree, node_id, sample.text) for sample in samples]
         self.judge_and_back_up(to_judge)
@@ -421,9 +432,8 @@ class _Unbarriered:
 
     def ask(self, tree: Tree, node_id: int, kind: str) -> None:
         expand = kind == "expand"
-        key = f"{tree.tree_id}/{kind}/{node_id}" + ("" if expand else f"/{tree.nodes[node_id].evaluations}")
-        request = self.stream.add(tree.prompt_text + tree.path_text(node_id),
-                                  self.params.children if expand else self.params.rollouts,
+        prompt, key = tree.request(node_id, kind)
+        request = self.stream.add(prompt, self.params.children if expand else self.params.rollouts,
                                   "step" if expand else "response", key,
                                   None if expand else self.params.max_response_tokens)
         self.requests[request] = (tree, node_id, kind)
@@ -434,15 +444,11 @@ class _Unbarriered:
 
     def evaluate(self, tree: Tree, node_ids: list[int]) -> None:
         """As `SIMCTS._evaluate` for one tree: reuse a terminal reward, judge a terminal step, roll out the rest."""
-        for node_id in node_ids:
-            node = tree.nodes[node_id]
-            if node.terminal and node.reward is not None:
-                tree.backup(node_id, node.reward)
-            elif node.terminal:
-                self.to_judge.append((tree, node_id, None))
-                self.open[tree.tree_id] += 1
-            else:
-                self.ask(tree, node_id, "rollout")
+        to_judge, rollouts = SIMCTS.triage([(tree, node_id) for node_id in node_ids])
+        self.to_judge += to_judge
+        self.open[tree.tree_id] += len(to_judge)
+        for _, node_id in rollouts:
+            self.ask(tree, node_id, "rollout")
 
     def returned(self, request: int) -> None:
         tree, node_id, kind = self.requests.pop(request)
